@@ -1,0 +1,192 @@
+"""Typed config objects, YAML presets from configs/, and dotted ``key=value`` overrides.
+
+A config is a tree of dataclasses. :func:`build` turns a plain dict into that tree and
+rejects any key the dataclass does not declare, naming the full dotted key; values are
+checked against the field's type. :func:`apply_overrides` applies ``section.key=value``
+strings (values parsed as YAML scalars) the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+from .resources import configs_dir
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelConfig:
+    """Which network and how to run it."""
+
+    name: str = "fastdvdnet-gaussian"   # registry name or a path to .safetensors
+    device: str = "auto"                 # auto | cpu | cuda
+    amp: bool = True                     # autocast on CUDA (fp32 on the CPU regardless)
+
+
+@dataclass
+class NoiseConfig:
+    """How strong the denoising is."""
+
+    sigma: str = "auto"          # a number on the 0-255 scale, or "auto"
+    smoothing: float = 0.9       # temporal smoothing of the auto estimate (EMA factor)
+
+
+@dataclass
+class EncodeConfig:
+    """Output encoding."""
+
+    codec: str = "h264"          # h264 | h265 | av1 | ffv1 | png | tiff
+    crf: int = 18
+    preset: str = "medium"
+    fps: str | None = None       # None keeps the source rate; "30000/1001" or "25"
+
+
+@dataclass
+class GraphConfig:
+    """Streaming graph runtime."""
+
+    queue_size: int = 4
+
+
+@dataclass
+class DenoiseConfig:
+    """Everything `streamden denoise` needs besides the paths."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+
+
+def build(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError.
+
+    >>> build(EncodeConfig, {"crf": 20}).crf
+    20
+    """
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix + str(key)!r} (known in this section: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"config key {key!r}: {value!r} does not fit {tp}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"config key {key!r}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (for logs, checkpoints and model cards)."""
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """Apply ``a.b=value`` overrides; the value is read as YAML (``crf=20``, ``fps=null``).
+
+    >>> apply_overrides(DenoiseConfig(), ["encode.crf=22"]).encode.crf
+    22
+    """
+    data = to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} in override {item!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"unknown config key {key.strip()!r} in override {item!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return build(type(config), data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or bad YAML raises ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of a named preset in configs/ (``restoration`` -> restoration.yaml)."""
+    path = configs_dir() / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in configs_dir().glob("*.yaml")))
+        raise ConfigError(f"unknown preset {name!r} (known: {known})")
+    return path
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                section: str | None = None) -> T:
+    """Defaults, then a YAML file (optionally one ``section`` of it), then overrides.
+
+    >>> load_config(DenoiseConfig, preset_path("restoration")).encode.codec
+    'h264'
+    """
+    data = read_yaml(path) if path else {}
+    if section is not None:
+        data = data.get(section, {})
+    try:
+        config = build(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") if path else exc
+    return apply_overrides(config, overrides or [])

@@ -1,0 +1,135 @@
+"""Model registry: one card per shipped weights file, and loading by name.
+
+Tests parametrise over :func:`list_models`. A card whose weights file is not shipped yet
+is still listed; loading it raises :class:`ModelError` unless ``allow_untrained``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .fastdvdnet import FastDVDnet
+from .weights import load_weights
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fastdvdnet": FastDVDnet}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a weights file is: architecture, input convention, training data, licence."""
+
+    name: str
+    architecture: str
+    weights_file: str                 # file name inside streamden/models/weights
+    description: str
+    input_range: tuple[float, float] = (0.0, 1.0)
+    noise_map: bool = True            # takes a sigma/255 noise map
+    noise_model: str = "gaussian"
+    sigma_range: tuple[float, float] = (5.0, 55.0)   # 0-255 scale, as trained
+    training_data: str = ""
+    licence: str = "MIT"
+    arch_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path:
+        """Where the weights file lives inside the installed package."""
+        return WEIGHTS_DIR / self.weights_file
+
+    @property
+    def is_trained(self) -> bool:
+        """True when the weights file ships with the package."""
+        return self.weights_path.is_file()
+
+
+_REGISTRY: dict[str, ModelCard] = {}
+DEFAULT_MODEL = "fastdvdnet-gaussian"
+
+
+def register(card: ModelCard) -> ModelCard:
+    """Add a card to the registry (names are unique)."""
+    if card.name in _REGISTRY:
+        raise ValueError(f"model {card.name!r} is already registered")
+    if card.architecture not in ARCHITECTURES:
+        raise ValueError(f"model {card.name!r}: unknown architecture {card.architecture!r}")
+    _REGISTRY[card.name] = card
+    return card
+
+
+def list_models() -> list[ModelCard]:
+    """All registered model cards, default first."""
+    return sorted(_REGISTRY.values(), key=lambda c: (c.name != DEFAULT_MODEL, c.name))
+
+
+def get_card(name: str | None = None) -> ModelCard:
+    """The card for ``name`` (the default model when None)."""
+    name = name or DEFAULT_MODEL
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ModelError(f"unknown model {name!r} (known: {known})")
+    return _REGISTRY[name]
+
+
+def build_model(architecture: str = "fastdvdnet", **kwargs) -> nn.Module:
+    """A randomly initialised network of the given architecture."""
+    try:
+        return ARCHITECTURES[architecture](**kwargs)
+    except KeyError:
+        raise ModelError(f"unknown architecture {architecture!r}") from None
+
+
+def load_model(name_or_path: str | None = None, device: str | torch.device = "cpu",
+               allow_untrained: bool = False) -> nn.Module:
+    """Load a registered model (or a ``.safetensors`` path) in eval mode on ``device``.
+
+    Raises :class:`ModelError` when the weights are not shipped, unless ``allow_untrained``
+    (then a randomly initialised network comes back: tests only).
+
+    >>> net = load_model(allow_untrained=True)
+    """
+    if name_or_path and str(name_or_path).endswith(".safetensors"):
+        state, meta = load_weights(name_or_path, device="cpu")
+        arch = meta.get("architecture", "fastdvdnet")
+        bias = any(_is_conv_bias(k, state) for k in state)
+        model = build_model(arch, bias=bias)
+        _load_state(model, state, str(name_or_path))
+        return model.to(device).eval()
+    card = get_card(name_or_path)
+    if not card.is_trained:
+        if not allow_untrained:
+            raise ModelError(
+                f"model {card.name!r} has no trained weights in this install "
+                f"({card.weights_path.name} is missing); train them with `streamden train` "
+                f"or pass a weights file with --model PATH.safetensors")
+        return build_model(card.architecture, **card.arch_kwargs).to(device).eval()
+    state, _ = load_weights(card.weights_path, device="cpu")
+    model = build_model(card.architecture, **card.arch_kwargs)
+    _load_state(model, state, str(card.weights_path))
+    return model.to(device).eval()
+
+
+def _is_conv_bias(key: str, state: dict[str, torch.Tensor]) -> bool:
+    """A bias belongs to a conv (not a BatchNorm) when no running_mean sits beside it."""
+    return key.endswith(".bias") and key[: -len("bias")] + "running_mean" not in state
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{source}: weights do not match the architecture ({exc})") from exc
+
+
+register(ModelCard(
+    name=DEFAULT_MODEL,
+    architecture="fastdvdnet",
+    weights_file="fastdvdnet_gaussian.safetensors",
+    description="FastDVDnet for additive white Gaussian noise, sigma 5-55 (0-255), non-blind (noise map).",
+    training_data="streamden shared corpus: 14 clips + ~130 stills with synthetic hand-held motion",
+))
