@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -190,3 +190,36 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") if path else exc
     return apply_overrides(config, overrides or [])
+
+
+# Keyword shortcuts of denoise_video() and the config keys they set.
+OPTION_KEYS = {
+    "sigma": "noise.sigma",
+    "model": "model.name",
+    "device": "model.device",
+    "amp": "model.amp",
+    "codec": "encode.codec",
+    "crf": "encode.crf",
+    "encoder_preset": "encode.preset",
+    "fps": "encode.fps",
+    "queue_size": "graph.queue_size",
+}
+
+
+def make_config(preset: str | None = "restoration", config_file: str | Path | None = None,
+                overrides: Iterable[str] = (), **options: Any) -> DenoiseConfig:
+    """Preset (or config file), then dotted overrides, then keyword shortcuts (see OPTION_KEYS).
+
+    >>> make_config(sigma=25, crf=20).encode.crf
+    20
+    """
+    path = config_file or (preset_path(preset) if preset else None)
+    config = load_config(DenoiseConfig, path, list(overrides))
+    shortcut = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in OPTION_KEYS:
+            raise TypeError(f"unknown option {key!r} (known: {', '.join(sorted(OPTION_KEYS))})")
+        shortcut.append(f"{OPTION_KEYS[key]}={value}")
+    return apply_overrides(config, shortcut)

@@ -1,0 +1,129 @@
+"""Python front door: denoise_video(), denoise_frames() and the frame-at-a-time Denoiser."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .config import make_config
+from .graph import Graph, GraphReport
+from .io import open_sink, open_source
+from .io.frame import Frame
+from .models.registry import load_model
+from .models.streaming import StreamingDenoiser
+from .noise.estimate import SigmaTracker, estimate_sigma
+from .pipeline import DenoiseNode, DownloadNode, UploadNode, parse_fps, parse_sigma
+from .tensors import image_to_tensor, resolve_device, tensor_to_image
+
+def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
+                  config_file: str | Path | None = None, overrides: Iterable[str] = (),
+                  stream: int | None = None, overwrite: bool = False, handle_signals: bool = True,
+                  on_frame: Callable[[Frame], None] | None = None, **options: Any) -> GraphReport:
+    """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
+
+    Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
+    ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
+    Everything is checked before any work starts, so bad input leaves no output behind.
+    Raises InputError, OutputError, ConfigError, ModelError, or Cancelled (on Ctrl-C, after
+    finalising a playable file with the frames done so far).
+
+    >>> denoise_video("in.mp4", "out.mp4", sigma=20, crf=18)  # doctest: +SKIP
+    """
+    config = make_config(preset, config_file, overrides, **options)
+    sigma = parse_sigma(config.noise.sigma)
+    source = open_source(str(src), stream=stream)
+    fps = parse_fps(config.encode.fps) or source.fps
+    sink = open_sink(str(dst), fps=fps, width=source.width, height=source.height,
+                     bit_depth=source.bit_depth, color=source.color, codec=config.encode.codec,
+                     crf=config.encode.crf, preset=config.encode.preset,
+                     remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
+    device = resolve_device(config.model.device)
+    model = load_model(config.model.name, device=device)
+    nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
+             DenoiseNode(model, device, amp=config.model.amp), DownloadNode(), sink]
+    graph = Graph(nodes, queue_size=config.graph.queue_size)
+    return graph.run(handle_signals=handle_signals, on_item=on_frame)
+
+
+class Denoiser:
+    """Frames in, denoised frames out, one at a time, with the model's look-ahead (2 frames).
+
+    Accepts ``(H, W, 3)`` uint8/uint16 numpy RGB or ``(3, H, W)`` float tensors in [0, 1];
+    returns the same kind. ``push`` returns the frames that became ready (none for the
+    first two), ``flush`` the rest at the end of the sequence; ``reset`` starts a new one.
+
+    >>> den = Denoiser(sigma=20, model=None, device="cpu", allow_untrained=True)
+    >>> frames = np.zeros((4, 16, 16, 3), np.uint8)
+    >>> out = [o for f in frames for o in den.push(f)] + den.flush()
+    >>> len(out), out[0].shape
+    (4, (16, 16, 3))
+    """
+
+    def __init__(self, sigma: float | str | None = "auto", model: str | torch.nn.Module | None = None,
+                 device: str | torch.device = "auto", amp: bool = True, smoothing: float = 0.9,
+                 allow_untrained: bool = False):
+        self.device = resolve_device(device)
+        if not isinstance(model, torch.nn.Module):
+            model = load_model(model, device=self.device, allow_untrained=allow_untrained)
+        self.model = model.to(self.device).eval()
+        self.sigma = parse_sigma(sigma)
+        self.tracker = SigmaTracker(smoothing)
+        self.engine = StreamingDenoiser(self.model, device=self.device, amp=amp)
+        self._kinds: list[np.dtype | None] = []  # per pending frame: numpy dtype, or None for tensors
+
+    def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:
+        """Add one frame; return the denoised frames that are ready now."""
+        if isinstance(frame, np.ndarray):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in (np.uint8, np.uint16):
+                raise ValueError(f"expected an (H, W, 3) uint8 or uint16 RGB array, got {frame.shape} {frame.dtype}")
+            self._kinds.append(frame.dtype)
+            tensor = image_to_tensor(frame, self.device)
+        else:
+            if frame.ndim != 3 or frame.shape[0] != 3:
+                raise ValueError(f"expected a (3, H, W) float tensor in [0, 1], got {tuple(frame.shape)}")
+            self._kinds.append(None)
+            tensor = frame.to(self.device, torch.float32)
+        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
+        return self._convert(self.engine.push(tensor, sigma))
+
+    def flush(self) -> list[np.ndarray | torch.Tensor]:
+        """End of the sequence: return the frames still held back."""
+        return self._convert(self.engine.finish())
+
+    def reset(self) -> None:
+        """Drop everything held and start a new sequence (use at scene cuts)."""
+        self.engine.reset()
+        self.tracker.reset()
+        self._kinds.clear()
+
+    def __call__(self, frames: Iterable[np.ndarray | torch.Tensor]) -> Iterator[np.ndarray | torch.Tensor]:
+        """Denoise an iterable of frames lazily, flushing at its end."""
+        for frame in frames:
+            yield from self.push(frame)
+        yield from self.flush()
+
+    def _convert(self, ready: list[tuple[int, torch.Tensor]]) -> list[np.ndarray | torch.Tensor]:
+        out = []
+        for _, tensor in ready:
+            kind = self._kinds.pop(0)
+            out.append(tensor if kind is None else tensor_to_image(tensor, kind))
+        return out
+
+
+def denoise_frames(frames: np.ndarray, sigma: float | str = "auto", model: str | torch.nn.Module | None = None,
+                   device: str = "auto", allow_untrained: bool = False) -> np.ndarray:
+    """Denoise a ``(T, H, W, 3)`` uint8 (or uint16) RGB array; returns the same shape and dtype.
+
+    >>> out = denoise_frames(np.zeros((3, 8, 8, 3), np.uint8), sigma=10, allow_untrained=True)
+    >>> out.shape, out.dtype
+    ((3, 8, 8, 3), dtype('uint8'))
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected a (T, H, W, 3) array, got shape {frames.shape}")
+    if len(frames) == 0:
+        return frames.copy()
+    denoiser = Denoiser(sigma=sigma, model=model, device=device, allow_untrained=allow_untrained)
+    return np.stack(list(denoiser(frames)))

@@ -1,0 +1,103 @@
+"""The denoising stages of the graph: upload, denoise (streaming FastDVDnet), download.
+
+Each stage is a graph node, so on a GPU the copies overlap the network; on a CPU the
+threads cost next to nothing. Frames keep their pts, time_base and colour metadata: only
+``image`` (and ``sigma``) change on the way through.
+"""
+from __future__ import annotations
+
+from collections import deque
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .graph import Node
+from .io.frame import Frame
+from .models.streaming import StreamingDenoiser
+from .noise.estimate import SigmaTracker, estimate_sigma
+from .tensors import image_to_tensor, tensor_to_image
+
+
+def parse_sigma(value: str | float | int | None) -> float | None:
+    """``"auto"`` or None -> None (estimate per frame); a number -> float on the 0-255 scale.
+
+    >>> parse_sigma("25"), parse_sigma("auto")
+    (25.0, None)
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    try:
+        sigma = float(value)
+    except ValueError:
+        raise ConfigError(f"sigma must be a number on the 0-255 scale or 'auto', got {value!r}") from None
+    if not 0 <= sigma <= 255:
+        raise ConfigError(f"sigma must lie in [0, 255] (0-255 scale), got {sigma}")
+    return sigma
+
+
+def parse_fps(value: str | float | int | None) -> Fraction | None:
+    """``None`` keeps the source rate; ``"25"``, ``"30000/1001"`` or ``29.97`` -> a Fraction.
+
+    >>> parse_fps("30000/1001")
+    Fraction(30000, 1001)
+    """
+    if value is None or value == "":
+        return None
+    try:
+        fps = Fraction(str(value)).limit_denominator(1001)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"fps must be a positive number or a ratio such as 30000/1001, got {value!r}") from None
+    if fps <= 0:
+        raise ConfigError(f"fps must be positive, got {value!r}")
+    return fps
+
+
+class UploadNode(Node):
+    """numpy RGB -> float tensor on the device; sets ``frame.sigma`` (given, or estimated and smoothed)."""
+
+    def __init__(self, device: torch.device, sigma: float | None, smoothing: float = 0.9):
+        super().__init__(name="upload")
+        self.device = device
+        self.sigma = sigma
+        self.tracker = SigmaTracker(smoothing)
+
+    def process(self, frame: Frame) -> Iterable[Frame]:
+        tensor = image_to_tensor(frame.image, self.device)
+        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
+        out = frame.with_image(tensor)
+        out.sigma = sigma
+        yield out
+
+
+class DenoiseNode(Node):
+    """Runs the streaming network; outputs lag the input by the model's look-ahead (2 frames)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = True):
+        super().__init__(name="denoise")
+        self.engine = StreamingDenoiser(model, device=device, amp=amp)
+        self.pending: deque[Frame] = deque()  # frames pushed whose output is not out yet
+
+    def process(self, frame: Frame) -> Iterable[Frame]:
+        self.pending.append(frame)
+        yield from self._emit(self.engine.push(frame.image, frame.sigma))
+
+    def flush(self) -> Iterable[Frame]:
+        yield from self._emit(self.engine.finish())
+
+    def _emit(self, ready: list[tuple[int, torch.Tensor]]) -> Iterable[Frame]:
+        for _, image in ready:  # outputs come in input order
+            yield self.pending.popleft().with_image(image)
+
+
+class DownloadNode(Node):
+    """float tensor -> numpy RGB of the source's bit depth (uint8, or uint16 above 8 bits)."""
+
+    def __init__(self):
+        super().__init__(name="download")
+
+    def process(self, frame: Frame) -> Iterable[Frame]:
+        dtype = np.uint8 if frame.bit_depth <= 8 else np.uint16
+        yield frame.with_image(tensor_to_image(frame.image, dtype))

@@ -1,0 +1,78 @@
+"""Presets load into typed configs; wrong keys and values are errors that name the key."""
+from pathlib import Path
+
+import pytest
+
+from streamden.config import make_config
+from streamden.config import DenoiseConfig, apply_overrides, load_config, preset_path
+from streamden.errors import ConfigError
+from streamden.resources import configs_dir
+
+PRESETS = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
+def test_the_three_presets_exist():
+    assert {"restoration", "surveillance", "night_burst"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_loads_into_the_typed_config(name):
+    config = load_config(DenoiseConfig, preset_path(name))
+    assert isinstance(config.encode.crf, int)
+    assert isinstance(config.model.amp, bool)
+
+
+def test_dotted_overrides_parse_values_as_yaml():
+    config = apply_overrides(DenoiseConfig(), ["encode.crf=22", "encode.fps=30000/1001", "noise.sigma=25", "model.amp=false"])
+    assert config.encode.crf == 22
+    assert config.encode.fps == "30000/1001"
+    assert config.noise.sigma == "25"
+    assert config.model.amp is False
+
+
+@pytest.mark.parametrize("override, key", [
+    ("encode.crff=3", "encode.crff"),
+    ("encoder.crf=3", "encoder"),
+    ("encode.crf.x=3", "encode.crf"),
+])
+def test_unknown_override_key_is_named(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        apply_overrides(DenoiseConfig(), [override])
+
+
+def test_mistyped_value_is_named():
+    with pytest.raises(ConfigError, match="'encode.crf'.*expected int"):
+        apply_overrides(DenoiseConfig(), ["encode.crf=fast"])
+
+
+def test_override_without_equals_sign():
+    with pytest.raises(ConfigError, match="not key=value"):
+        apply_overrides(DenoiseConfig(), ["encode.crf"])
+
+
+def test_unknown_key_in_a_yaml_file_names_file_and_key(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("encode:\n  crf: 20\n  presett: slow\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'encode\.presett'"):
+        load_config(DenoiseConfig, bad)
+
+
+def test_broken_yaml_and_missing_file_name_the_file(tmp_path: Path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("encode: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(DenoiseConfig, broken)
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(DenoiseConfig, tmp_path / "missing.yaml")
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="restoration"):
+        preset_path("no-such-preset")
+
+
+def test_keyword_shortcuts_override_the_preset():
+    config = make_config("surveillance", sigma=12, crf=30, encoder_preset="ultrafast")
+    assert (config.noise.sigma, config.encode.crf, config.encode.preset) == ("12", 30, "ultrafast")
+    with pytest.raises(TypeError, match="unknown option"):
+        make_config(colour="red")
