@@ -96,7 +96,7 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
     if name_or_path and str(name_or_path).endswith(".safetensors"):
         state, meta = load_weights(name_or_path, device="cpu")
         arch = meta.get("architecture", "fastdvdnet")
-        bias = any(_is_conv_bias(k, state) for k in state)
+        bias = has_conv_biases(state)
         model = build_model(arch, bias=bias)
         _load_state(model, state, str(name_or_path))
         return model.to(device).eval()
@@ -114,9 +114,22 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
     return model.to(device).eval()
 
 
-def _is_conv_bias(key: str, state: dict[str, torch.Tensor]) -> bool:
-    """A bias belongs to a conv (not a BatchNorm) when no running_mean sits beside it."""
+def is_conv_bias(key: str, state: dict[str, torch.Tensor]) -> bool:
+    """A bias belongs to a conv (not a BatchNorm) when no running_mean sits beside it.
+
+    >>> is_conv_bias("a.0.bias", {"a.0.bias": None}), is_conv_bias("a.1.bias", {"a.1.running_mean": None})
+    (True, False)
+    """
     return key.endswith(".bias") and key[: -len("bias")] + "running_mean" not in state
+
+
+def has_conv_biases(state: dict[str, torch.Tensor]) -> bool:
+    """True when a state dict has biases on its convolutions (``FastDVDnet(bias=True)``).
+
+    >>> has_conv_biases(FastDVDnet(bias=False).state_dict()), has_conv_biases(FastDVDnet(bias=True).state_dict())
+    (False, True)
+    """
+    return any(is_conv_bias(key, state) for key in state)
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -1,0 +1,205 @@
+"""Streaming FastDVDnet inference: each new output frame costs two denoising blocks, not four.
+
+FastDVDnet's window of frame ``t`` is the five frames ``t-2 .. t+2``; stage 1 (``temp1``)
+runs on its three overlapping triplets and stage 2 (``temp2``) on their three outputs. When
+the window slides by one frame, two of its triplets are triplets of the previous window, so
+their stage-1 outputs are cached and only one new triplet goes through ``temp1``.
+
+Rules shared by the cached engine and the plain reference :func:`denoise_sequence`, so that
+the two give the same frames:
+
+* **Reflection.** Frame ``t`` of a sequence of ``T`` frames sees the frames
+  ``reflect_index(t + k, T)`` for ``k = -2 .. 2`` (see :func:`reflect_index`). The triplets of
+  a window at the ends are therefore not symmetric: the window of ``t = 0`` is frames
+  ``(2, 1, 0, 1, 2)``, whose triplets are ``(2, 1, 0)``, ``(1, 0, 1)`` and ``(0, 1, 2)``.
+* **Cache key.** A stage-1 output is keyed by the tuple of the source frame indices of its
+  triplet, in order (``(2, 1, 0)`` and ``(0, 1, 2)`` are different triplets).
+* **Sigma.** Each frame carries its own sigma (0-255). The noise map of a triplet is the sigma
+  of the triplet's centre frame; the noise map of stage 2 is the sigma of the window's centre
+  frame (the output frame). With a constant sigma this is exactly ``model(window, map)``.
+* **Padding.** Frames are reflect-padded to a multiple of 4 (:func:`pad_to_multiple`) before
+  the network and cropped back after it, then clamped to [0, 1].
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
+
+HALF = WINDOW // 2   # frames on each side of the centre: the look-ahead latency
+
+
+def reflect_index(i: int, length: int) -> int:
+    """Mirror index ``i`` into ``[0, length)`` without repeating the edge frame (period ``2 * (length - 1)``).
+
+    >>> [reflect_index(i, 4) for i in range(-3, 8)]
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]
+    >>> reflect_index(-2, 1)
+    0
+    """
+    if length < 1:
+        raise ValueError(f"reflect_index: length must be at least 1, got {length}")
+    if length == 1:
+        return 0
+    period = 2 * (length - 1)
+    i %= period
+    return period - i if i >= length else i
+
+
+def window_indices(t: int, length: int) -> tuple[int, ...]:
+    """Source frame indices of the 5-frame window of frame ``t`` in a sequence of ``length`` frames.
+
+    >>> window_indices(0, 9), window_indices(8, 9)
+    ((2, 1, 0, 1, 2), (6, 7, 8, 7, 6))
+    """
+    return tuple(reflect_index(t + k, length) for k in range(-HALF, HALF + 1))
+
+
+def _sigma_per_frame(sigma: float | torch.Tensor, count: int) -> list[float]:
+    if isinstance(sigma, torch.Tensor) and sigma.ndim > 0:
+        if sigma.numel() != count:
+            raise ValueError(f"sigma has {sigma.numel()} values for {count} frames")
+        return [float(s) for s in sigma.reshape(-1).tolist()]
+    return [float(sigma)] * count
+
+
+def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """A ``(1, 1, H, W)`` map of ``sigma / 255`` matching ``like`` (``(..., H, W)``) in device and dtype."""
+    return torch.full((1, 1, *like.shape[-2:]), sigma / 255.0, device=like.device, dtype=like.dtype)
+
+
+def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """Denoise a whole sequence the plain way (four blocks per frame, no cache): the reference.
+
+    ``frames`` is ``(T, 3, H, W)`` in [0, 1] on the model's device; ``sigma`` is one value or
+    ``(T,)`` values on the 0-255 scale. Returns ``(T, 3, H, W)`` clamped to [0, 1]. The sigma
+    rule (triplet: its centre frame's sigma; stage 2: the output frame's) is the module's.
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> denoise_sequence(FastDVDnet().eval(), torch.rand(3, 3, 10, 14), 20.0).shape
+    torch.Size([3, 3, 10, 14])
+    """
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"denoise_sequence: expected (T, 3, H, W) frames, got {tuple(frames.shape)}")
+    count = frames.shape[0]
+    sigmas = _sigma_per_frame(sigma, count)
+    padded, size = pad_to_multiple(frames)
+    outputs = []
+    with torch.no_grad():
+        for t in range(count):
+            idx = window_indices(t, count)
+            window = padded[list(idx)]                                   # (5, 3, Hp, Wp)
+            triplets = torch.stack([window[i:i + 3] for i in range(3)])  # (3, 3, 3, Hp, Wp)
+            maps = torch.cat([_noise_map(sigmas[idx[i + 1]], padded) for i in range(3)])
+            middle = model.stage1(triplets, maps)                        # (3, 3, Hp, Wp)
+            out = model.stage2(middle.unsqueeze(0), _noise_map(sigmas[t], padded))
+            outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
+    return torch.stack(outputs)
+
+
+class StreamingDenoiser:
+    """Frame-at-a-time FastDVDnet with the stage-1 cache: two block calls per output frame.
+
+    ``push`` a frame ``(3, H, W)`` in [0, 1] with its sigma (0-255) and get back the
+    ``(index, denoised frame)`` pairs that became ready: the output of frame ``n - 2`` when
+    frame ``n`` arrives (look-ahead of 2 frames, none for the first two). ``finish`` ends the
+    sequence and returns the frames still held, reflecting the missing neighbours at the end;
+    the next ``push`` starts a new sequence. ``reset`` drops everything held without output
+    (a scene cut after which the held frames are not wanted; call ``finish`` first to keep them).
+    Indices count the frames pushed since construction, across sequences.
+
+    Memory is bounded: after the output of frame ``t`` only frames ``>= t - 1`` and stage-1
+    outputs whose triplet centre is ``>= t`` are kept (at most 5 frames and 4 outputs).
+    The model is moved to ``device`` and put in eval mode. ``amp=True`` runs the blocks under
+    float16 autocast on CUDA; on the CPU it is ignored (float32).
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> engine = StreamingDenoiser(FastDVDnet())
+    >>> ready = [r for _ in range(4) for r in engine.push(torch.rand(3, 12, 12), 20.0)]
+    >>> ready += engine.finish()
+    >>> [i for i, _ in ready], tuple(ready[0][1].shape)
+    ([0, 1, 2, 3], (3, 12, 12))
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: bool = False):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self._base = 0          # global index of frame 0 of the current sequence
+        self._count = 0         # frames pushed in the current sequence
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop every held frame and cached output; the next ``push`` starts a new sequence."""
+        self._base += self._count
+        self._frames: dict[int, torch.Tensor] = {}     # sequence index -> padded (3, Hp, Wp)
+        self._sigmas: dict[int, float] = {}
+        self._stage1: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._count = 0         # frames pushed in this sequence
+        self._next = 0          # next sequence index to output
+        self._size: tuple[int, int] | None = None
+
+    def push(self, frame: torch.Tensor, sigma: float) -> list[tuple[int, torch.Tensor]]:
+        """Add the next frame ``(3, H, W)`` in [0, 1] and its sigma (0-255); return the outputs now ready."""
+        if frame.ndim != 3 or frame.shape[0] != 3:
+            raise ValueError(f"StreamingDenoiser.push: expected a (3, H, W) frame, got {tuple(frame.shape)}")
+        size = (int(frame.shape[1]), int(frame.shape[2]))
+        if self._size is None:
+            self._size = size
+        elif size != self._size:
+            raise ValueError(f"StreamingDenoiser.push: frame size {size} differs from {self._size} "
+                             f"in the same sequence; call finish() or reset() first")
+        # A copy: the caller may refill its frame buffer while this one is still held.
+        padded, _ = pad_to_multiple(frame.to(self.device, torch.float32, copy=True))
+        n = self._count
+        self._frames[n] = padded
+        self._sigmas[n] = float(sigma)
+        self._count += 1
+        if n < HALF:
+            return []
+        # Frame n completes the window of n - 2; no end reflection is needed before finish().
+        return [self._output(n - HALF, length=None)]
+
+    def finish(self) -> list[tuple[int, torch.Tensor]]:
+        """End the sequence: return the outputs still held (missing frames reflected) and start anew."""
+        length = self._count
+        ready = [self._output(t, length) for t in range(self._next, length)]
+        self.reset()
+        return ready
+
+    def _output(self, t: int, length: int | None) -> tuple[int, torch.Tensor]:
+        # Before finish() the final length is unknown but at least t + 3, which gives the
+        # same reflection as any longer sequence.
+        idx = window_indices(t, length if length is not None else t + HALF + 1)
+        with torch.no_grad(), self._autocast():
+            middle = [self._triplet_output(idx[i:i + 3]) for i in range(3)]
+            stacked = torch.stack(middle).unsqueeze(0)                    # (1, 3, 3, Hp, Wp)
+            out = self.model.stage2(stacked, _noise_map(self._sigmas[t], stacked))
+        image = crop_to(out[0].float(), self._size).clamp(0.0, 1.0)
+        self._next = t + 1
+        self._evict(t)
+        return self._base + t, image
+
+    def _triplet_output(self, key: tuple[int, ...]) -> torch.Tensor:
+        cached = self._stage1.get(key)
+        if cached is None:
+            triplet = torch.stack([self._frames[i] for i in key]).unsqueeze(0)  # (1, 3, 3, Hp, Wp)
+            cached = self.model.stage1(triplet, _noise_map(self._sigmas[key[1]], triplet))[0]
+            self._stage1[key] = cached
+        return cached
+
+    def _evict(self, t: int) -> None:
+        # Every later window u >= t + 1 reads frames >= u - 2 and triplets centred >= u - 1,
+        # also at the reflected end (reflect(u + k) >= u - k there).
+        for i in [i for i in self._frames if i < t - 1]:
+            del self._frames[i], self._sigmas[i]
+        for key in [k for k in self._stage1 if k[1] < t]:
+            del self._stage1[key]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()

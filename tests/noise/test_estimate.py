@@ -1,0 +1,94 @@
+"""Blind noise-level estimation on real frames with synthetic 8-bit Gaussian noise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamden.noise.estimate import SigmaTracker, estimate_sigma
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+WIDTH = 256          # frames are downscaled before the noise is added, which leaves the noise intact
+TOLERANCE = 0.15     # relative error allowed
+
+
+def _real_frames() -> list[np.ndarray]:
+    cv2 = pytest.importorskip("cv2")
+    paths = sorted(DATA.glob("val/videos/*/0000*.jpg"))
+    if not paths:
+        pytest.skip(f"shared corpus not found: no val/videos/*/0000*.jpg under {DATA}")
+    frames = []
+    for path in paths:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        height = round(image.shape[0] * WIDTH / image.shape[1])
+        frames.append(cv2.resize(image, (WIDTH, height), interpolation=cv2.INTER_AREA))
+    return frames
+
+
+def _add_noise(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Gaussian noise per RGB channel, clipped and rounded to 8 bits as real video carries it."""
+    rng = np.random.default_rng(seed)
+    noisy = image.astype(np.float64) + rng.normal(0.0, sigma, image.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [10, 25, 50])
+def test_estimate_on_real_frames(sigma: float) -> None:
+    frames = _real_frames()
+    errors = []
+    for i, frame in enumerate(frames):
+        estimate = estimate_sigma(_add_noise(frame, sigma, seed=1000 * sigma + i))
+        errors.append(estimate / sigma - 1.0)
+    worst = max(errors, key=abs)
+    assert abs(worst) < TOLERANCE, f"sigma {sigma}: relative errors {np.round(errors, 3).tolist()}"
+
+
+def test_clean_frames_give_a_small_sigma() -> None:
+    for frame in _real_frames():
+        assert estimate_sigma(frame) < 2.0
+
+
+def test_tensor_and_uint8_inputs_agree() -> None:
+    frame = _add_noise(np.full((64, 96, 3), 120, np.uint8), 15, seed=1)
+    tensor = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+    assert estimate_sigma(tensor) == pytest.approx(estimate_sigma(frame), abs=1e-6)
+
+
+def test_flat_synthetic_frame() -> None:
+    # No corpus needed: a gradient (no texture) with noise at 20.
+    ramp = np.linspace(60, 190, 128)[None, :, None]
+    clean = np.broadcast_to(ramp, (96, 128, 3)).astype(np.uint8)
+    assert estimate_sigma(_add_noise(clean, 20, seed=2)) == pytest.approx(20, rel=0.1)
+    assert estimate_sigma(clean) < 1.0
+
+
+def test_dark_frame_with_clipped_noise() -> None:
+    # Half the frame sits at black, where clipping shrinks the noise; the rest is mid-grey.
+    clean = np.zeros((128, 128, 3), np.uint8)
+    clean[:, 64:] = 128
+    assert estimate_sigma(_add_noise(clean, 40, seed=3)) == pytest.approx(40, rel=0.1)
+
+
+def test_bad_shapes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        estimate_sigma(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError):
+        estimate_sigma(np.zeros((16, 16, 4), np.uint8))
+
+
+def test_sigma_tracker() -> None:
+    tracker = SigmaTracker(smoothing=0.5)
+    assert tracker.update(10.0) == 10.0          # first value taken as is
+    assert tracker.update(20.0) == 15.0
+    assert tracker.update(20.0) == 17.5
+    tracker.reset()
+    assert tracker.update(40.0) == 40.0
+    follow = SigmaTracker(smoothing=0.0)
+    assert [follow.update(s) for s in (5.0, 30.0, 12.0)] == [5.0, 30.0, 12.0]
+    steady = SigmaTracker()                      # default 0.9: a jump moves it 10% of the way
+    steady.update(10.0)
+    assert steady.update(30.0) == pytest.approx(12.0)
+    with pytest.raises(ValueError):
+        SigmaTracker(smoothing=1.0)
