@@ -48,7 +48,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
     total = None
     if Path(args.input).is_file():
         streams = [s for s in probe(args.input).streams if s.type == "video"]
-        total = streams[0].frame_count if streams else None
+        total = streams[0].estimated_frame_count if streams else None
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
