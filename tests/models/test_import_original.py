@@ -11,23 +11,16 @@ from streamden.models.fastdvdnet import FastDVDnet
 from streamden.models.import_original import import_fastdvdnet_checkpoint
 from streamden.models.registry import load_model
 from streamden.models.weights import read_metadata
+from tests.nets import random_fastdvdnet
 
 
 def _original_model(bias: bool, seed: int) -> FastDVDnet:
     """A FastDVDnet with random weights and random BatchNorm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    model = FastDVDnet(bias=bias)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                module.num_batches_tracked.fill_(1234)
-    return model.eval()
+    model = random_fastdvdnet(seed, bias=bias)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.num_batches_tracked.fill_(1234)
+    return model
 
 
 def _save_original(model: FastDVDnet, path: Path, wrapped: bool = False) -> dict[str, torch.Tensor]:

@@ -5,30 +5,15 @@ import pytest
 import torch
 
 from streamden.models.fastdvdnet import pad_to_multiple
-from streamden.models.registry import build_model
 from streamden.models.streaming import StreamingDenoiser, denoise_sequence, reflect_index, window_indices
+from tests.nets import random_fastdvdnet
 
 H, W = 30, 22   # odd sizes: padded to 32x24 and cropped back
 
 
-def _randomise_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Random BN statistics and affine parameters, so eval-mode BN is not an identity."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-
-
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = build_model("fastdvdnet")
-    with torch.no_grad():
-        _randomise_batchnorm(net, torch.Generator().manual_seed(1))
-    return net.eval()
+    return random_fastdvdnet(seed=0)
 
 
 def _frames(count: int, seed: int) -> torch.Tensor:
