@@ -172,7 +172,8 @@ def test_config_errors_name_the_key(tmp_path, capsys, random_weights):
     assert not out.exists()
 
 
-def test_sigint_during_a_run_leaves_a_playable_file(tmp_path, random_weights):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_run_leaves_a_playable_file(tmp_path, random_weights, signum):
     src = make_video(tmp_path / "in.mp4", frames=16, size=(256, 256), fps=25)
     out = tmp_path / "out.mp4"
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -196,7 +197,7 @@ def test_sigint_during_a_run_leaves_a_playable_file(tmp_path, random_weights):
     reader = threading.Thread(target=watch, daemon=True)
     reader.start()
     assert progressed.wait(120), "".join(lines)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     code = proc.wait(60)
     reader.join(5)
     assert code == 130, "".join(lines)
