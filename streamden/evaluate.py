@@ -1,0 +1,314 @@
+"""`streamden eval`: our network against the classics, on the same noisy frames, in one run.
+
+For each clean clip (a folder of frames or a video file) and each sigma, seeded Gaussian
+noise is added and the result clipped and rounded to 8 bits, as real video carries it. The
+same noisy frames then go to every method:
+
+* ``noisy``  - the noisy input itself;
+* ``nlm``    - OpenCV ``fastNlMeansDenoisingColoredMulti``, temporal window 5 (reflected at
+  the clip ends), ``h = hColor = NLM_H_PER_SIGMA * sigma`` (the rule tuned on a training clip);
+* ``cbm3d``  - CBM3D frame by frame from the optional ``bm3d`` package, when it imports;
+* ``single`` - our network fed the centre frame five times (no temporal information);
+* ``model``  - our network on the whole sequence (:func:`streamden.models.streaming.denoise_sequence`).
+
+PSNR and SSIM are averaged over the frames of a clip; the table also shows the mean over clips.
+
+>>> result = evaluate(["../shared/data/val/videos/da_demo1"], [30], frames=5, crop=128)  # doctest: +SKIP
+>>> print(result.format_table())                                                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import InputError
+from .metrics import psnr_per_image, ssim_per_image
+from .models.fastdvdnet import WINDOW, crop_to, pad_to_multiple
+from .noise.synth import noisy_8bit
+from .train.data import find_clips, read_clip
+
+BASELINES = ("noisy", "nlm", "cbm3d", "single")
+METHOD_ORDER = ("noisy", "nlm", "cbm3d", "single", "model")
+METHOD_LABELS = {
+    "noisy": "noisy input",
+    "nlm": "OpenCV NLM-multi (5 fr)",
+    "cbm3d": "CBM3D (per frame)",
+    "single": "ours, single-frame",
+    "model": "ours, FastDVDnet",
+}
+NLM_H_PER_SIGMA = 0.6        # h = hColor = 0.6 * sigma; see MODEL_CARD.md for the tuning
+NLM_TEMPLATE, NLM_SEARCH = 7, 21
+
+
+@dataclass
+class EvalRow:
+    """One method on one clip at one sigma (PSNR in dB, SSIM, averaged over frames)."""
+
+    clip: str
+    sigma: float
+    method: str
+    psnr: float
+    ssim: float
+    frames: int
+    seconds: float
+
+
+@dataclass
+class EvalResult:
+    """All rows of an evaluation plus its settings and notes (e.g. a skipped baseline).
+
+    >>> r = EvalResult(rows=[EvalRow("a", 30.0, "noisy", 18.6, 0.3, 5, 0.0)])
+    >>> r.average("noisy", 30.0)
+    (18.6, 0.3)
+    """
+
+    rows: list[EvalRow] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clips(self) -> list[str]:
+        """Clip names in order of first appearance."""
+        return list(dict.fromkeys(r.clip for r in self.rows))
+
+    @property
+    def sigmas(self) -> list[float]:
+        """Sigmas in order of first appearance."""
+        return list(dict.fromkeys(r.sigma for r in self.rows))
+
+    @property
+    def methods(self) -> list[str]:
+        """Methods present, in the canonical order."""
+        present = {r.method for r in self.rows}
+        return [m for m in METHOD_ORDER if m in present]
+
+    def get(self, clip: str, sigma: float, method: str) -> EvalRow | None:
+        """The row for one clip, sigma and method, or None."""
+        for r in self.rows:
+            if r.clip == clip and r.sigma == sigma and r.method == method:
+                return r
+        return None
+
+    def average(self, method: str, sigma: float) -> tuple[float, float]:
+        """Mean (PSNR, SSIM) over clips for one method and sigma (NaN when absent)."""
+        rows = [r for r in self.rows if r.method == method and r.sigma == sigma]
+        if not rows:
+            return math.nan, math.nan
+        return float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows]))
+
+    def format_table(self) -> str:
+        """A plain-text table: per sigma, one line per method with PSNR/SSIM per clip and the mean.
+
+        >>> print(EvalResult(rows=[EvalRow("a", 30.0, "noisy", 18.6, 0.3, 5, 0.0)]).format_table())  # doctest: +ELLIPSIS
+        sigma  method ...
+        """
+        clips = self.clips
+        name_w = max(len(v) for v in METHOD_LABELS.values())
+        head = f"{'sigma':<6} {'method':<{name_w}}" + "".join(f" {c[:15]:>15}" for c in clips) + f" {'mean':>15}"
+        sub = f"{'':<6} {'':<{name_w}}" + "".join(f" {'PSNR / SSIM':>15}" for _ in clips + ['mean'])
+        lines = [head, sub, "-" * len(head)]
+        for sigma in self.sigmas:
+            for m in self.methods:
+                cells = []
+                for c in clips:
+                    r = self.get(c, sigma, m)
+                    cells.append(f"{r.psnr:6.2f} / {r.ssim:.3f}" if r else f"{'-':>15}")
+                p, s = self.average(m, sigma)
+                cells.append(f"{p:6.2f} / {s:.3f}")
+                lines.append(f"{sigma:<6g} {METHOD_LABELS.get(m, m):<{name_w}}" + "".join(f" {x:>15}" for x in cells))
+            lines.append("")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_dict(self) -> dict:
+        """Settings, notes, rows and per-sigma means as plain data."""
+        means = {f"{s:g}": {m: dict(zip(("psnr", "ssim"), self.average(m, s))) for m in self.methods}
+                 for s in self.sigmas}
+        return {"settings": self.settings, "notes": self.notes, "rows": [asdict(r) for r in self.rows],
+                "mean": means}
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON; returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        return path
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write one CSV line per row (clip, sigma, method, psnr, ssim, frames, seconds); returns the path."""
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(EvalRow.__dataclass_fields__))
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(asdict(r))
+        return path
+
+
+def centre_crop(frames: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The centre ``crop`` x ``crop`` square of ``(T, 3, H, W)`` frames (clipped to the frame size).
+
+    >>> centre_crop(torch.zeros(2, 3, 10, 20), 8).shape
+    torch.Size([2, 3, 8, 8])
+    """
+    if not crop:
+        return frames
+    h, w = frames.shape[-2:]
+    ch, cw = min(crop, h), min(crop, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[..., top:top + ch, left:left + cw]
+
+
+def clip_seed(seed: int, clip: str, sigma: float) -> int:
+    """A noise seed per (run seed, clip name, sigma), independent of the order things run in.
+
+    >>> clip_seed(0, "a", 30) == clip_seed(0, "a", 30.0)
+    True
+    """
+    return (seed * 1_000_003 + zlib.crc32(clip.encode()) + int(round(sigma * 100))) % (2 ** 63)
+
+
+def _to_uint8_bgr(frames: torch.Tensor) -> list[np.ndarray]:
+    arr = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [np.ascontiguousarray(a[..., ::-1]) for a in arr]
+
+
+def _from_uint8_bgr(images: list[np.ndarray]) -> torch.Tensor:
+    arr = np.stack([im[..., ::-1] for im in images])
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def nlm_denoise(noisy: torch.Tensor, sigma: float, h_per_sigma: float = NLM_H_PER_SIGMA,
+                window: int = WINDOW) -> torch.Tensor:
+    """OpenCV ``fastNlMeansDenoisingColoredMulti`` over a reflected temporal window, frame by frame.
+
+    ``noisy`` is ``(T, 3, H, W)`` in [0, 1]; ``h = hColor = h_per_sigma * sigma``.
+
+    >>> nlm_denoise(torch.rand(3, 3, 32, 32), 20.0).shape
+    torch.Size([3, 3, 32, 32])
+    """
+    from .models.streaming import reflect_index
+
+    imgs = _to_uint8_bgr(noisy)
+    count, half = len(imgs), window // 2
+    h = float(h_per_sigma * sigma)
+    out = []
+    for t in range(count):
+        stack = [imgs[reflect_index(t + k, count)] for k in range(-half, half + 1)]
+        out.append(cv2.fastNlMeansDenoisingColoredMulti(stack, half, window, None, h, h, NLM_TEMPLATE, NLM_SEARCH))
+    return _from_uint8_bgr(out)
+
+
+def cbm3d_denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """CBM3D frame by frame with the optional ``bm3d`` package (raises ImportError without it)."""
+    import bm3d  # optional, non-commercial licence: never a core dependency
+
+    out = []
+    for frame in noisy:
+        img = frame.permute(1, 2, 0).double().numpy()
+        out.append(torch.from_numpy(np.asarray(bm3d.bm3d_rgb(img, sigma / 255.0), dtype=np.float32)).permute(2, 0, 1))
+    return torch.stack(out).clamp(0, 1)
+
+
+@torch.no_grad()
+def single_frame_denoise(model: torch.nn.Module, noisy: torch.Tensor, sigma: float, batch: int = 4) -> torch.Tensor:
+    """The network fed each frame five times (no temporal information): the single-frame baseline.
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> single_frame_denoise(FastDVDnet().eval(), torch.rand(2, 3, 10, 14), 20.0).shape
+    torch.Size([2, 3, 10, 14])
+    """
+    device = next(model.parameters()).device
+    padded, size = pad_to_multiple(noisy)
+    outs = []
+    for i in range(0, padded.shape[0], batch):
+        x = padded[i:i + batch].to(device)
+        window = x.unsqueeze(1).expand(-1, WINDOW, -1, -1, -1).contiguous()
+        nmap = torch.full((x.shape[0], 1, *x.shape[-2:]), sigma / 255.0, device=device)
+        outs.append(crop_to(model(window, nmap), size).clamp(0, 1).cpu())
+    return torch.cat(outs)
+
+
+def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+    p = psnr_per_image(out, clean)
+    finite = p[torch.isfinite(p)]
+    return (float(finite.mean()) if finite.numel() else math.inf), float(ssim_per_image(out, clean).mean())
+
+
+def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | None = None, frames: int | None = None,
+             crop: int | None = None, seed: int = 0, device: str = "cpu",
+             baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
+             log: Callable[[str], None] = print) -> EvalResult:
+    """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
+
+    ``clean_dirs`` are clips (frame folders or video files) or folders of clips; ``frames``
+    keeps the first N frames, ``crop`` the centre C x C square. CBM3D runs when ``cbm3d`` and
+    ``import bm3d`` works; otherwise a note says it was skipped.
+
+    >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
+    >>> r.methods                                                              # doctest: +SKIP
+    ['noisy', 'nlm', 'single', 'model']
+    """
+    from .models.registry import load_model
+    from .models.streaming import denoise_sequence
+
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {sorted(unknown)} (known: {', '.join(BASELINES)})")
+    if not sigmas:
+        raise ValueError("evaluate: no sigma given")
+    use = list(baselines)
+    notes: list[str] = []
+    if cbm3d and "cbm3d" not in use:
+        try:
+            import bm3d  # noqa: F401
+            use.append("cbm3d")
+        except ImportError:
+            notes.append("CBM3D skipped: the optional `bm3d` package is not installed")
+            log("note: " + notes[-1])
+
+    net = load_model(model, device=device)
+    clips = find_clips(clean_dirs)
+    if not clips:
+        raise InputError("evaluate: no clips found")
+    result = EvalResult(settings={
+        "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
+        "frames": frames, "crop": crop, "seed": seed, "device": device,
+        "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
+               f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
+        "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",
+    }, notes=notes)
+
+    for path in clips:
+        name = Path(path).name
+        clean = centre_crop(read_clip(path, max_frames=frames or 0), crop).float() / 255.0
+        for sigma in sigmas:
+            sigma = float(sigma)
+            gen = torch.Generator().manual_seed(clip_seed(seed, name, sigma))
+            noisy = noisy_8bit(clean, sigma, gen)
+            runs: dict[str, Callable[[], torch.Tensor]] = {
+                "noisy": lambda: noisy,
+                "nlm": lambda: nlm_denoise(noisy, sigma),
+                "cbm3d": lambda: cbm3d_denoise(noisy, sigma),
+                "single": lambda: single_frame_denoise(net, noisy, sigma),
+                "model": lambda: denoise_sequence(net, noisy.to(device), sigma).cpu(),
+            }
+            for method in METHOD_ORDER:
+                if method != "model" and method not in use:
+                    continue
+                t0 = time.time()
+                out = runs[method]()
+                seconds = time.time() - t0
+                p, s = _score(clean, out)
+                result.rows.append(EvalRow(name, sigma, method, round(p, 4), round(s, 5), clean.shape[0], round(seconds, 2)))
+                log(f"{name} sigma {sigma:g} {method}: {p:.2f} dB, SSIM {s:.4f} ({seconds:.1f}s)")
+    return result

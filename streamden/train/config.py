@@ -1,0 +1,92 @@
+"""TrainConfig: the typed training recipe, loaded from YAML with :func:`streamden.config.load_config`.
+
+Paths in a config file are relative to the current directory (run from the repo root:
+``../shared/data/train``).
+
+>>> from streamden.config import build
+>>> build(TrainConfig, {"data": {"patch": 64}}).data.patch
+64
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataConfig:
+    """Where clips and stills come from and how samples are cut."""
+
+    videos: list[str] = field(default_factory=list)       # folders of frames, folders of clip folders, or video files
+    stills: list[str] = field(default_factory=list)       # image files, or folders searched recursively
+    val_videos: list[str] = field(default_factory=list)   # held-out clips for validation
+    patch: int = 96
+    frames: int = 5
+    still_fraction: float = 0.4        # share of samples made from stills with synthetic motion
+    max_long_side: int = 0             # 0 keeps the full resolution; else downscale on load
+    max_frames_per_clip: int = 0       # 0 keeps all frames
+    flips: bool = True
+    rot90: bool = True
+    reverse: bool = True               # temporal reversal
+
+
+@dataclass
+class MotionConfig:
+    """Synthetic hand-held motion for stills: a random walk of small affine steps per frame."""
+
+    max_shift: float = 2.0             # pixels per step (uniform in +-max_shift)
+    max_rotation: float = 0.5          # degrees per step
+    max_zoom: float = 0.01             # relative scale change per step
+
+
+@dataclass
+class NoiseConfig:
+    """Noise synthesised on the training device (see :mod:`streamden.noise.synth`)."""
+
+    model: str = "gaussian"            # gaussian | poisson_gaussian | jpeg
+    sigma_min: float = 5.0             # 0-255 scale
+    sigma_max: float = 55.0
+    clip: bool = True                  # clip noisy frames to [0, 1], as 8-bit video carries them
+    gain_min: float = 0.002            # poisson_gaussian: signal-dependent variance a*x (x in [0,1])
+    gain_max: float = 0.02
+    jpeg_quality_min: int = 20         # jpeg: re-encode quality range
+    jpeg_quality_max: int = 90
+
+
+@dataclass
+class OptimConfig:
+    """Adam with step decay; the learning rate is a pure function of the step (resume-safe)."""
+
+    lr: float = 1e-3
+    milestones: list[int] = field(default_factory=lambda: [3000, 3600])
+    gamma: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0             # max global grad norm, 0 disables
+    loss: str = "mse_mean"             # mse_mean | mse_sum (sum over the batch / 2, as FastDVDnet)
+
+
+@dataclass
+class TrainConfig:
+    """The whole training recipe."""
+
+    name: str = "fastdvdnet_gaussian"
+    work_dir: str = "runs/fastdvdnet_gaussian"
+    architecture: str = "fastdvdnet"
+    seed: int = 0
+    device: str = "auto"               # auto | cpu | cuda
+    threads: int = 0                   # torch.set_num_threads; 0 leaves torch's default
+    batch: int = 16
+    steps: int = 4000
+    amp: bool = True                   # autocast: fp16/bf16 on CUDA, bf16 on CPU when cpu_bf16
+    cpu_bf16: bool = False
+    channels_last: bool = False
+    log_every: int = 25
+    val_every: int = 250
+    val_frames: int = 3                # output frames per val clip
+    val_crop: int = 256
+    val_sigma: float = 30.0
+    checkpoint_every: int = 250
+    output: str = ""                   # final weights path; "" -> <work_dir>/final.safetensors
+    data: DataConfig = field(default_factory=DataConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)

@@ -1,0 +1,340 @@
+"""The training loop: sample patches from memory, synthesise noise, MSE, Adam with step decay.
+
+Checkpoints (model, optimizer, learning-rate schedule, step, every RNG state) are written
+every ``checkpoint_every`` steps and on SIGTERM/SIGINT, so a run can be stopped at any time
+and resumed with ``resume=True``. A CSV log (step, loss, lr, val_psnr, seconds) and a PNG plot
+of loss and validation PSNR live in the work dir; the final weights are a safetensors file
+with metadata (:func:`streamden.models.weights.save_weights`).
+
+>>> from streamden.config import load_config
+>>> cfg = load_config(TrainConfig, "configs/train/fastdvdnet.yaml")  # doctest: +SKIP
+>>> train(cfg)                                                         # doctest: +SKIP
+PosixPath('runs/fastdvdnet_gaussian/final.safetensors')
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import to_dict
+from ..errors import ConfigError
+from ..metrics import psnr
+from ..models.registry import build_model
+from ..models.weights import save_weights
+from ..noise.synth import noisy_8bit, synthesize
+from .config import TrainConfig
+from .data import FrameBank, PatchSampler, load_val_clips
+from .plot import plot_log
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.csv"
+PLOT = "plot.png"
+LOG_FIELDS = ["step", "loss", "lr", "val_psnr", "seconds"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, optim_cfg) -> float:
+    """Learning rate at ``step``: ``lr * gamma ** (milestones passed)`` (a pure function of the step).
+
+    >>> from streamden.train.config import OptimConfig
+    >>> lr_at(10, OptimConfig(lr=1.0, milestones=[5, 8], gamma=0.5))
+    0.25
+    """
+    passed = sum(1 for m in optim_cfg.milestones if step >= m)
+    return optim_cfg.lr * optim_cfg.gamma ** passed
+
+
+def autocast_context(device: torch.device, cfg: TrainConfig):
+    """bf16/fp16 autocast on CUDA when ``amp``; bf16 autocast on the CPU when ``cpu_bf16``."""
+    if device.type == "cuda" and cfg.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and cfg.cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def loss_fn(output: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """MSE: ``mse_mean`` averages over every value; ``mse_sum`` sums and halves per batch (FastDVDnet).
+
+    >>> float(loss_fn(torch.ones(2, 3), torch.zeros(2, 3), "mse_mean"))
+    1.0
+    """
+    if kind == "mse_mean":
+        return F.mse_loss(output.float(), target.float())
+    if kind == "mse_sum":
+        return F.mse_loss(output.float(), target.float(), reduction="sum") / (2 * output.shape[0])
+    raise ConfigError(f"config key 'optim.loss': unknown loss {kind!r} (mse_mean | mse_sum)")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the source tree, or ``unknown``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware_string(device: torch.device) -> str:
+    """The accelerator or CPU model and thread count, for model cards."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads (CPU)"
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop checks, so the run ends with a checkpoint."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, val_set: list[tuple[torch.Tensor, torch.Tensor]], sigma: float,
+             device: torch.device) -> float:
+    """Mean PSNR (dB) over held-out windows: ``val_set`` holds (noisy windows, clean centres).
+
+    >>> validate(model, make_val_set(clips, 30.0), 30.0, torch.device("cpu"))  # doctest: +SKIP
+    31.2
+    """
+    was_training = model.training
+    model.eval()
+    scores = []
+    for windows, targets in val_set:
+        nmap = torch.full((windows.shape[0], 1, *windows.shape[-2:]), sigma / 255.0, device=device)
+        out = model(windows.to(device), nmap).clamp(0, 1).cpu()
+        scores.append(float(psnr(out, targets)))
+    model.train(was_training)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def make_val_set(clips: list[tuple[str, torch.Tensor]], sigma: float, frames: int, window: int = 5,
+                 seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed noisy windows (8-bit, seeded) and clean centre frames for ``frames`` outputs per clip.
+
+    >>> vs = make_val_set([("c", torch.zeros(7, 3, 16, 16, dtype=torch.uint8))], 30.0, 3)
+    >>> vs[0][0].shape, vs[0][1].shape
+    (torch.Size([3, 5, 3, 16, 16]), torch.Size([3, 3, 16, 16]))
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    half = window // 2
+    for _, clip in clips:
+        clean = clip.float() / 255.0
+        n_out = min(frames, clean.shape[0] - window + 1)
+        if n_out <= 0:
+            continue
+        noisy = noisy_8bit(clean[: n_out + window - 1], sigma, gen)
+        windows = torch.stack([noisy[i:i + window] for i in range(n_out)])
+        out.append((windows, clean[half:half + n_out]))
+    return out
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float, val_psnr: float,
+              sampler: PatchSampler) -> dict:
+    noise = cfg.noise
+    return {
+        "architecture": cfg.architecture,
+        "name": cfg.name,
+        "training_data": (f"videos: {', '.join(cfg.data.videos)}; stills: {', '.join(cfg.data.stills)} "
+                          f"({len(sampler.clips)} clips, {len(sampler.stills)} stills with synthetic motion, "
+                          f"still_fraction {cfg.data.still_fraction})"),
+        "noise_model": noise.model,
+        "sigma_range": [noise.sigma_min, noise.sigma_max],
+        "noise_clip": noise.clip,
+        "steps": step,
+        "patch": cfg.data.patch,
+        "batch": cfg.batch,
+        "loss": cfg.optim.loss,
+        "optimizer": f"Adam lr {cfg.optim.lr}, milestones {cfg.optim.milestones}, gamma {cfg.optim.gamma}, grad clip {cfg.optim.grad_clip}",
+        "precision": "bf16 autocast" if (device.type == "cpu" and cfg.cpu_bf16) or (device.type == "cuda" and cfg.amp) else "fp32",
+        "wall_time_s": round(seconds, 1),
+        "hardware": hardware_string(device),
+        "git_commit": git_commit(),
+        "val_psnr_sigma30": round(val_psnr, 3) if math.isfinite(val_psnr) else None,
+        "val_data": ", ".join(cfg.data.val_videos),
+        "input_range": "[0, 1] RGB, noise map sigma/255",
+    }
+
+
+def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train a denoiser following ``config``; returns the path of the final weights file.
+
+    With ``resume`` the run continues from ``<work_dir>/checkpoint.pt`` at the saved step
+    (same data and noise streams). SIGTERM/SIGINT stop the run cleanly: a checkpoint and the
+    final weights are written and their path returned.
+
+    >>> from streamden.config import load_config
+    >>> train(load_config(TrainConfig, "configs/train/fastdvdnet.yaml", ["steps=10"]))  # doctest: +SKIP
+    """
+    cfg = config
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{work}: holds a checkpoint already; pass --resume to continue it or choose another work_dir")
+    if resume and not ckpt_path.exists():
+        log(f"no checkpoint in {work}: starting from step 0")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    t_load = time.time()
+    bank = FrameBank.load(cfg.data, min_size=cfg.data.patch, min_frames=cfg.data.frames)
+    sampler = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed)
+    val_clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
+                               cfg.data.max_long_side) if cfg.data.val_videos else []
+    val_set = make_val_set(val_clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames)
+    log(f"data: {bank.describe()}; val: {len(val_set)} clips; loaded in {time.time() - t_load:.1f}s")
+
+    model = build_model(cfg.architecture).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    step, seconds, best_val, last_val = 0, 0.0, -math.inf, math.nan
+
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        noise_gen.set_state(state["noise_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        step, seconds = state["step"], state["seconds"]
+        best_val, last_val = state.get("best_val", -math.inf), state.get("last_val", math.nan)
+        log(f"resumed from {ckpt_path} at step {step} ({seconds:.0f}s trained)")
+
+    def checkpoint() -> None:
+        _save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": {"milestones": list(cfg.optim.milestones), "gamma": cfg.optim.gamma, "step": step},
+            "step": step, "seconds": seconds, "best_val": best_val, "last_val": last_val,
+            "sampler": sampler.state_dict(), "noise_generator": noise_gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(), "config": to_dict(cfg),
+        })
+
+    log_path = work / LOG
+    centre = cfg.data.frames // 2
+    model.train()
+    losses: list[float] = []
+    t_last = time.time()
+    with _StopFlag() as flag:
+        while step < cfg.steps and not flag.stop:
+            lr = lr_at(step, cfg.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clean = sampler.sample(cfg.batch).to(device, non_blocking=True)
+            noisy, nmap = synthesize(clean, cfg.noise, noise_gen)
+            if cfg.channels_last:
+                noisy = noisy.contiguous(memory_format=torch.contiguous_format)
+            with autocast_context(device, cfg):
+                out = model(noisy, nmap)
+            loss = loss_fn(out, clean[:, centre], cfg.optim.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            now = time.time()
+            seconds += now - t_last
+            t_last = now
+
+            val_due = bool(val_set) and cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.steps)
+            if val_due:
+                last_val = validate(model, val_set, cfg.val_sigma, device)
+                if last_val > best_val:
+                    best_val = last_val
+                    save_weights(model, work / "best.safetensors",
+                                 _metadata(cfg, device, step, seconds, last_val, sampler))
+                t_last = time.time()  # validation time is not training time
+            if step % cfg.log_every == 0 or val_due or step == cfg.steps:
+                mean_loss = float(np.mean(losses)) if losses else math.nan
+                losses.clear()
+                _append_log(log_path, {"step": step, "loss": f"{mean_loss:.6g}", "lr": f"{lr:.3g}",
+                                       "val_psnr": f"{last_val:.3f}" if val_due else "", "seconds": f"{seconds:.1f}"})
+                msg = f"step {step}/{cfg.steps} loss {mean_loss:.5g} lr {lr:.2g} {seconds:.0f}s"
+                log(msg + (f" val_psnr {last_val:.2f} dB" if val_due else ""))
+            if val_due:
+                with contextlib.suppress(Exception):  # a plot is never worth a failed run
+                    plot_log(log_path, work / PLOT)
+            if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
+                checkpoint()
+                t_last = time.time()
+        if flag.stop:
+            log(f"stopped by signal at step {step}")
+        checkpoint()
+    with contextlib.suppress(Exception):
+        plot_log(log_path, work / PLOT)
+    out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
+    save_weights(model, out_path, _metadata(cfg, device, step, seconds, last_val, sampler))
+    log(f"weights: {out_path} (step {step}, {seconds:.0f}s, last val {last_val:.2f} dB, best {best_val:.2f} dB)")
+    return out_path
