@@ -92,7 +92,7 @@ def run_bench(size: tuple[int, int] = (640, 360), frames: int = 24, device: str 
                          threads=torch.get_num_threads(), malloc_tuned=all(v in os.environ for v in MALLOC_VARS))
     clean = render_scene(frames, size)
     with tempfile.TemporaryDirectory(prefix="streamden-bench-") as tmp:
-        clip = write_clip(Path(tmp) / "bench.mp4", clean, audio=False)
+        clip = write_clip(Path(tmp) / "bench.mp4", clean, audio=False, pix_fmt="yuv420p")
 
         decoded = []
         t = _timed(lambda: decoded.extend(VideoFileSource(str(clip)).generate()))

@@ -12,8 +12,10 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import torch
 
 from .errors import OutputError
+from .noise.synth import noisy_8bit
 
 
 def _canvas(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -67,26 +69,31 @@ def render_scene(frames: int = 50, size: tuple[int, int] = (320, 180), seed: int
 
 
 def add_gaussian_noise(frames: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
-    """Add white Gaussian noise (0-255 scale), clipped and rounded to 8 bits as video carries it.
+    """uint8 frames plus white Gaussian noise (0-255 scale), clipped and rounded to 8 bits.
+
+    The numpy face of :func:`streamden.noise.synth.noisy_8bit`, which eval uses too.
 
     >>> add_gaussian_noise(np.full((1, 2, 2, 3), 128, np.uint8), 0.0).max()
     np.uint8(128)
     """
-    rng = np.random.default_rng(seed)
-    noisy = frames.astype(np.float32) + rng.normal(0.0, sigma, frames.shape).astype(np.float32)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    clean = torch.from_numpy(frames).float() / 255.0
+    noisy = noisy_8bit(clean, sigma, torch.Generator().manual_seed(seed))
+    return (noisy * 255.0).round().to(torch.uint8).numpy()
 
 
-def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 10, audio: bool = True) -> Path:
+def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 10, audio: bool = True,
+               pix_fmt: str = "yuv444p") -> Path:
     """Encode ``(T, H, W, 3)`` uint8 RGB as H.264 (+ a quiet AAC tone) with PyAV.
 
-    A low CRF keeps the noise in the file: the denoiser should see it, not the encoder.
+    A low CRF and full-resolution chroma (4:4:4) keep the noise in the file: the denoiser
+    should see it, not the encoder (4:2:0 would average the chroma noise away and leave
+    about two thirds of the sigma).
     """
     path = Path(path)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
         video.width, video.height = frames.shape[2], frames.shape[1]
-        video.pix_fmt = "yuv420p"
+        video.pix_fmt = pix_fmt
         sound = None
         if audio:
             sound = container.add_stream("aac", rate=48000)
