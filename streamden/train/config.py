@@ -85,6 +85,7 @@ class TrainConfig:
     val_crop: int = 256
     val_sigma: float = 30.0
     checkpoint_every: int = 250
+    bn_recalibrate: int = 0            # batches to re-estimate BatchNorm statistics of the exported weights (0: off)
     output: str = ""                   # final weights path; "" -> <work_dir>/final.safetensors
     data: DataConfig = field(default_factory=DataConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)

@@ -14,6 +14,7 @@ PosixPath('runs/fastdvdnet_gaussian/final.safetensors')
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import math
 import os
@@ -175,6 +176,33 @@ def make_val_set(clips: list[tuple[str, torch.Tensor]], sigma: float, frames: in
     return out
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, sampler: PatchSampler, noise_cfg, batches: int, batch: int,
+                          device: torch.device, seed: int = 0) -> torch.nn.Module:
+    """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` batches.
+
+    Training leaves exponential averages of the last few batches (momentum 0.1), which a few
+    unusual batches can pull off; the exported weights get population statistics instead.
+    Runs in fp32, in place; returns the model in eval mode.
+
+    >>> recalibrate_batchnorm(model, sampler, cfg.noise, 200, 8, torch.device("cpu"))  # doctest: +SKIP
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None               # cumulative average over the calls that follow
+    gen = torch.Generator(device=device).manual_seed(seed)
+    model.train()
+    for _ in range(batches):
+        clean = sampler.sample(batch).to(device)
+        noisy, nmap = synthesize(clean, noise_cfg, gen)
+        model(noisy, nmap)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".part")
     torch.save(state, tmp)
@@ -334,7 +362,16 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         checkpoint()
     with contextlib.suppress(Exception):
         plot_log(log_path, work / PLOT)
+    final = model
+    if cfg.bn_recalibrate > 0:
+        # on a copy: the checkpoint keeps the training state, so a resume is unaffected
+        final = copy.deepcopy(model)
+        recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
+        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4)
+    final_val = validate(final, val_set, cfg.val_sigma, device) if val_set else math.nan
     out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
-    save_weights(model, out_path, _metadata(cfg, device, step, seconds, last_val, sampler))
-    log(f"weights: {out_path} (step {step}, {seconds:.0f}s, last val {last_val:.2f} dB, best {best_val:.2f} dB)")
+    save_weights(final, out_path, _metadata(cfg, device, step, seconds, final_val, sampler))
+    recal_note = f", BatchNorm recalibrated on {cfg.bn_recalibrate} batches" if cfg.bn_recalibrate > 0 else ""
+    log(f"weights: {out_path} (step {step}, {seconds:.0f}s, val {final_val:.2f} dB{recal_note}; "
+        f"best val during training {best_val:.2f} dB)")
     return out_path

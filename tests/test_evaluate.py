@@ -1,0 +1,74 @@
+import json
+import math
+
+import pytest
+import torch
+
+from streamden.evaluate import EvalResult, evaluate, nlm_denoise, single_frame_denoise
+from tests.media import make_image_sequence
+from tests.nets import random_fastdvdnet
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_image_sequence(tmp_path_factory.mktemp("eval") / "tiny", frames=6, size=(40, 36))
+
+
+@pytest.fixture()
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_evaluate_tiny_folder(clip, random_weights, tmp_path, one_thread):
+    notes = []
+    result = evaluate([clip], [20, 40], model=str(random_weights), frames=4, crop=32, seed=3, log=notes.append)
+    assert isinstance(result, EvalResult)
+    expected = ["noisy", "nlm", "single", "model"]
+    try:
+        import bm3d  # noqa: F401
+        expected.insert(2, "cbm3d")
+    except ImportError:
+        assert any("CBM3D skipped" in n for n in result.notes)
+    assert result.methods == expected
+    assert len(result.rows) == 1 * 2 * len(expected)
+    assert all(r.frames == 4 and r.clip == "tiny" for r in result.rows)
+    noisy20 = result.get("tiny", 20.0, "noisy")
+    assert 21.0 < noisy20.psnr < 23.5           # sigma 20 (clipped, 8-bit): about 22.1 dB
+    assert result.average("noisy", 40.0)[0] < noisy20.psnr
+    table = result.format_table()
+    for label in ("noisy input", "NLM", "single-frame", "FastDVDnet", "tiny", "mean"):
+        assert label in table
+    assert len([line for line in table.splitlines() if line.startswith(("20 ", "40 "))]) == 2 * len(expected)
+    data = json.loads(result.to_json(tmp_path / "r.json").read_text())
+    assert len(data["rows"]) == len(result.rows) and set(data["mean"]) == {"20", "40"}
+    csv_lines = result.to_csv(tmp_path / "r.csv").read_text().strip().splitlines()
+    assert csv_lines[0] == "clip,sigma,method,psnr,ssim,frames,seconds" and len(csv_lines) == len(result.rows) + 1
+    # same seed, same noise: the noisy baseline repeats exactly
+    again = evaluate([clip], [20], model=str(random_weights), frames=4, crop=32, seed=3, baselines=("noisy",),
+                     log=lambda s: None)
+    assert again.methods == ["noisy", "model"]
+    assert again.get("tiny", 20.0, "noisy").psnr == noisy20.psnr
+
+
+def test_nlm_and_single_frame_shapes(one_thread):
+    noisy = torch.rand(3, 3, 20, 22)
+    assert nlm_denoise(noisy, 25.0).shape == noisy.shape
+    net = random_fastdvdnet()
+    out = single_frame_denoise(net, noisy, 25.0)
+    assert out.shape == noisy.shape
+    with torch.no_grad():
+        x = noisy[1:2, :, :20, :20]
+        ref = net(x.unsqueeze(1).expand(1, 5, 3, 20, 20), torch.full((1, 1, 20, 20), 25 / 255)).clamp(0, 1)
+    assert torch.allclose(single_frame_denoise(net, noisy[:, :, :20, :20], 25.0)[1:2], ref, atol=1e-5)
+
+
+def test_unknown_baseline(clip, random_weights):
+    with pytest.raises(ValueError, match="unknown baseline"):
+        evaluate([clip], [20], model=str(random_weights), baselines=("vbm4d",))
+
+
+def test_average_of_missing_method_is_nan():
+    assert math.isnan(EvalResult().average("nlm", 30.0)[0])

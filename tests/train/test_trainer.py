@@ -1,0 +1,115 @@
+import csv
+
+import pytest
+import torch
+
+from streamden.config import load_config
+from streamden.errors import ConfigError
+from streamden.models.weights import load_weights, read_metadata
+from streamden.train.config import OptimConfig, TrainConfig
+from streamden.train.trainer import lr_at, recalibrate_batchnorm, train
+from tests.media import make_image_sequence
+from tests.train import tiny_config
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return make_image_sequence(tmp_path_factory.mktemp("clip") / "c", frames=7, size=(40, 40))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny steps gain nothing from two threads, and two spinning threads collapse when
+    # another process holds a core; restore the process-wide setting afterwards.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _log(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_lr_schedule_is_a_function_of_the_step():
+    cfg = OptimConfig(lr=1e-3, milestones=[10, 20], gamma=0.1)
+    assert lr_at(0, cfg) == 1e-3 and lr_at(9, cfg) == 1e-3
+    assert abs(lr_at(10, cfg) - 1e-4) < 1e-12 and abs(lr_at(25, cfg) - 1e-5) < 1e-12
+
+
+def test_shipped_config_loads():
+    cfg = load_config(TrainConfig, "configs/train/fastdvdnet.yaml", ["data.patch=32"])
+    assert cfg.data.patch == 32 and cfg.noise.sigma_min == 5 and cfg.noise.model == "gaussian"
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(TrainConfig, "configs/train/fastdvdnet.yaml", ["optim.lrr=1"])
+
+
+def test_short_run_lowers_the_loss(tmp_path, clip_dir):
+    torch.manual_seed(0)
+    cfg = tiny_config(tmp_path, clip_dir, steps=30)
+    lines = []
+    out = train(cfg, log=lines.append)
+    rows = _log(tmp_path / "run" / "log.csv")
+    losses = [float(r["loss"]) for r in rows]
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert losses[-1] < 0.5 * losses[0]
+    assert [r["val_psnr"] != "" for r in rows] == [False, True, False, True, False, True]
+    assert (tmp_path / "run" / "plot.png").stat().st_size > 0
+    meta = read_metadata(out)
+    for key in ("architecture", "training_data", "noise_model", "sigma_range", "steps", "patch", "batch",
+                "wall_time_s", "hardware", "git_commit", "val_psnr_sigma30"):
+        assert key in meta
+    assert meta["steps"] == "30" and meta["sigma_range"] == "[5.0, 55.0]"
+    assert any("val_psnr" in line for line in lines)
+
+
+def test_checkpoint_and_resume_continue_at_the_same_step(tmp_path, clip_dir):
+    straight = train(tiny_config(tmp_path / "a", clip_dir, steps=8, val_every=0, checkpoint_every=4), log=lambda s: None)
+    cfg = tiny_config(tmp_path / "b", clip_dir, steps=4, val_every=0, checkpoint_every=4)
+    train(cfg, log=lambda s: None)
+    ckpt = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4
+    with pytest.raises(ConfigError, match="resume"):
+        train(cfg, log=lambda s: None)
+    cfg.steps = 8
+    lines = []
+    resumed = train(cfg, resume=True, log=lines.append)
+    assert any("resumed" in line and "step 4" in line for line in lines)
+    steps = [int(r["step"]) for r in _log(tmp_path / "b" / "run" / "log.csv")]
+    assert steps == [4, 5, 8]   # the first run ends at 4; the resumed one logs 5 then ends at 8
+    a, _ = load_weights(straight)
+    b, _ = load_weights(resumed)
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+
+
+def test_sigterm_stops_with_a_checkpoint_and_weights(tmp_path, clip_dir):
+    import signal
+
+    def log(line):
+        if line.startswith("step 5/"):
+            signal.raise_signal(signal.SIGTERM)   # as `kill <pid>` would
+
+    cfg = tiny_config(tmp_path, clip_dir, steps=50, val_every=0, checkpoint_every=0, log_every=5, bn_recalibrate=2)
+    out = train(cfg, log=log)
+    assert out.is_file() and read_metadata(out)["steps"] == "5"
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 5
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # handler restored
+
+
+def test_batchnorm_recalibration_is_a_seeded_plain_average():
+    from streamden.models.fastdvdnet import FastDVDnet
+    from streamden.train.config import DataConfig, MotionConfig, NoiseConfig
+    from streamden.train.data import PatchSampler
+    from tests.train import tiny_bank
+
+    stats = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = FastDVDnet()
+        sampler = PatchSampler(tiny_bank(), DataConfig(patch=16, still_fraction=0.5), MotionConfig(), seed=1)
+        recalibrate_batchnorm(model, sampler, NoiseConfig(), batches=2, batch=2, device=torch.device("cpu"), seed=2)
+        bn = model.temp2.outc.convblock[1]
+        assert not model.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 2
+        stats.append(bn.running_var.clone())
+    assert torch.equal(stats[0], stats[1]) and not torch.allclose(stats[0], torch.ones_like(stats[0]))
