@@ -36,6 +36,7 @@ from ..metrics import psnr
 from ..models.registry import build_model
 from ..models.weights import save_weights
 from ..noise.synth import noisy_8bit, synthesize
+from ..tensors import resolve_device
 from .config import TrainConfig
 from .data import FrameBank, PatchSampler, load_val_clips
 from .plot import plot_log
@@ -44,17 +45,6 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 PLOT = "plot.png"
 LOG_FIELDS = ["step", "loss", "lr", "val_psnr", "seconds"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_at(step: int, optim_cfg) -> float:
