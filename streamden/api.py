@@ -1,6 +1,7 @@
 """Python front door: denoise_video(), denoise_frames() and the frame-at-a-time Denoiser."""
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -20,12 +21,15 @@ from .tensors import image_to_tensor, resolve_device, tensor_to_image
 def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
                   config_file: str | Path | None = None, overrides: Iterable[str] = (),
                   stream: int | None = None, overwrite: bool = False, handle_signals: bool = True,
-                  on_frame: Callable[[Frame], None] | None = None, **options: Any) -> GraphReport:
+                  on_frame: Callable[[Frame], None] | None = None,
+                  on_start: Callable[[Any], None] | None = None, **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
     ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
     Everything is checked before any work starts, so bad input leaves no output behind.
+    ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
+    progress bar); ``on_frame(frame)`` after each frame is written.
     Raises InputError, OutputError, ConfigError, ModelError, or Cancelled (on Ctrl-C, after
     finalising a playable file with the frames done so far).
 
@@ -44,6 +48,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
              DenoiseNode(model, device, amp=config.model.amp), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
+    if on_start:
+        on_start(source)
     return graph.run(handle_signals=handle_signals, on_item=on_frame)
 
 
@@ -71,7 +77,7 @@ class Denoiser:
         self.sigma = parse_sigma(sigma)
         self.tracker = SigmaTracker(smoothing)
         self.engine = StreamingDenoiser(self.model, device=self.device, amp=amp)
-        self._kinds: list[np.dtype | None] = []  # per pending frame: numpy dtype, or None for tensors
+        self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 
     def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:
         """Add one frame; return the denoised frames that are ready now."""
@@ -107,7 +113,7 @@ class Denoiser:
     def _convert(self, ready: list[tuple[int, torch.Tensor]]) -> list[np.ndarray | torch.Tensor]:
         out = []
         for _, tensor in ready:
-            kind = self._kinds.pop(0)
+            kind = self._kinds.popleft()
             out.append(tensor if kind is None else tensor_to_image(tensor, kind))
         return out
 

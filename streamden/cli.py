@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from .errors import Cancelled, StreamdenError
@@ -40,28 +39,27 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
 
 def _run_denoise(args: argparse.Namespace) -> int:
     from .api import denoise_video
-    from .io import probe
 
     preset, encoder_preset = args.preset, args.encoder_preset
     if preset in ENCODER_SPEEDS:
         preset, encoder_preset = "restoration", encoder_preset or preset
-    total = None
-    if Path(args.input).is_file():
-        streams = [s for s in probe(args.input).streams if s.type == "video"]
-        total = streams[0].estimated_frame_count if streams else None
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
-        bar = tqdm(total=total, unit="frame", desc="denoise", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(unit="frame", desc="denoise", dynamic_ncols=True, file=sys.stderr)
+
+    def size_bar(source) -> None:
+        if bar is not None:
+            bar.reset(total=source.estimated_frame_count)
     try:
         report = denoise_video(
             args.input, args.output, preset=None if args.config else preset, config_file=args.config,
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
-            on_frame=(lambda _: bar.update(1)) if bar else None,
+            on_frame=(lambda _: bar.update(1)) if bar is not None else None, on_start=size_bar,
             sigma=args.sigma, device=args.device, model=args.model, codec=args.codec, crf=args.crf,
             encoder_preset=encoder_preset, fps=args.fps)
     except Cancelled as exc:
-        if bar:
+        if bar is not None:
             bar.close()
         print(f"streamden: interrupted; {args.output} holds the frames denoised so far", file=sys.stderr)
         report = getattr(exc, "report", None)
@@ -69,7 +67,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
             print(report.format_table(), file=sys.stderr)
         return exc.exit_code
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     if args.stats:
         print(report.format_table())

@@ -60,6 +60,6 @@ def test_package_exports_the_front_doors():
 def test_denoise_video_auto_sigma_returns_a_report(tmp_path, random_weights):
     src = make_video(tmp_path / "in.mp4", frames=6, size=(48, 32))
     report = denoise_video(src, tmp_path / "out.mp4", model=str(random_weights), sigma="auto", handle_signals=False)
-    names = [n.name for n in report.nodes]
-    assert "denoise" in names and all(n.items_out >= 6 or n is report.nodes[-1] for n in report.nodes[:-1])
-    assert "denoise" in report.format_table()
+    assert [n.name for n in report.nodes] == ["VideoFileSource", "upload", "denoise", "download", "VideoFileSink"]
+    assert [n.items_out for n in report.nodes] == [6] * 5
+    assert report.outcome == "complete" and "denoise" in report.format_table()

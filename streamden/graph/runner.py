@@ -141,6 +141,10 @@ class Graph:
         self._errors: list[tuple[str, str, BaseException]] = []        # (node, hook, exc)
         self._close_errors: list[tuple[str, str, BaseException]] = []
         self._where: list[str] = ["idle"] * n       # hook each node is in; read by run()
+        # Set when a node's close() has returned. run() waits on these, not on Thread.join:
+        # a KeyboardInterrupt landing inside join() on CPython < 3.13 can mark a running
+        # thread as stopped, and run() would then return before that node has closed.
+        self._closed = [threading.Event() for _ in range(n)]
         self._completed: list[bool] = [False] * n   # reached and forwarded end of stream
         self._meters: list[NodeMeter] = []
         self._on_item: Callable[[Any], None] | None = None
@@ -280,7 +284,7 @@ class Graph:
         while True:
             # The whole body is guarded: a KeyboardInterrupt can land on any bytecode.
             try:
-                alive = [i for i, t in enumerate(threads) if t.is_alive()]
+                alive = [i for i in range(len(threads)) if not self._closed[i].is_set()]
                 if not alive:
                     return [], interrupt
                 if self._stop.is_set() and self.stop_timeout is not None:
@@ -289,7 +293,7 @@ class Graph:
                         deadline = now + self.stop_timeout
                     elif now >= deadline and all(self._where[i] not in ("close", "done") for i in alive):
                         return alive, interrupt
-                threads[alive[0]].join(_POLL_SECONDS)
+                self._closed[alive[0]].wait(_POLL_SECONDS)
             except BaseException as exc:  # noqa: BLE001 - a second Ctrl-C is ignored
                 interrupt = interrupt or exc
                 self.cancel()
@@ -382,6 +386,7 @@ class Graph:
             with self._lock:
                 self._close_errors.append((node.name, "close", exc))
         self._where[i] = "done"
+        self._closed[i].set()
 
     def _record_error(self, name: str, hook: str, exc: BaseException) -> None:
         # Record before setting the flag: a node that sees the flag then finds the error

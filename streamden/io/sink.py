@@ -377,7 +377,6 @@ class VideoFileSink(SinkNode):
 
     # -- per frame ----------------------------------------------------------------------
     def _to_video_frame(self, image: Any):
-        import av
 
         rgb = to_rgb_array(image, self.bit_depth)
         if rgb.shape[0] != self.height or rgb.shape[1] != self.width:

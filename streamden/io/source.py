@@ -69,6 +69,7 @@ class VideoFileSource(SourceNode):
         self.bit_depth: int = s.bit_depth or 8
         self.color: ColorInfo = s.color or ColorInfo()
         self.frame_count: int | None = s.frame_count
+        self.estimated_frame_count: int | None = s.estimated_frame_count  # for progress bars
         self.pix_fmt: str | None = s.pix_fmt
         self._container = None
         self._started = False
@@ -238,6 +239,7 @@ class ImageSequenceSource(SourceNode):
         self.time_base: Fraction = 1 / self.fps
         self.color = ColorInfo()
         self.frame_count: int | None = len(self.files)
+        self.estimated_frame_count: int | None = self.frame_count
 
     def generate(self) -> Iterator[Frame]:
         """Yield one Frame per image, in order.
