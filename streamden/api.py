@@ -15,7 +15,7 @@ from .io.frame import Frame
 from .models.registry import load_model
 from .models.streaming import StreamingDenoiser
 from .noise.estimate import SigmaTracker, estimate_sigma
-from .pipeline import DenoiseNode, DownloadNode, UploadNode, parse_fps, parse_sigma
+from .pipeline import DenoiseNode, DownloadNode, UploadNode, make_aligner, parse_fps, parse_sigma
 from .tensors import image_to_tensor, resolve_device, tensor_to_image
 
 def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
@@ -26,7 +26,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
-    ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
+    ``align`` ("none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
     Everything is checked before any work starts, so bad input leaves no output behind.
     ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
     progress bar); ``on_frame(frame)`` after each frame is written.
@@ -45,8 +45,9 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     device = resolve_device(config.model.device)
     model = load_model(config.model.name, device=device)
+    aligner = make_aligner(config.align, device)
     nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
-             DenoiseNode(model, device, amp=config.model.amp), DownloadNode(), sink]
+             DenoiseNode(model, device, amp=config.model.amp, aligner=aligner), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)

@@ -26,6 +26,8 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto' to estimate it per frame")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
+    p.add_argument("--align", choices=["none", "flow"],
+                   help="motion-compensate the neighbours with optical flow before fusion (default from the preset)")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1", "png", "tiff"], help="output codec")
     p.add_argument("--crf", type=int, help="encoder quality (lower is better; default from the preset)")
     p.add_argument("--encoder-preset", choices=ENCODER_SPEEDS, help="encoder speed preset")
@@ -56,8 +58,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
             args.input, args.output, preset=None if args.config else preset, config_file=args.config,
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
             on_frame=(lambda _: bar.update(1)) if bar is not None else None, on_start=size_bar,
-            sigma=args.sigma, device=args.device, model=args.model, codec=args.codec, crf=args.crf,
-            encoder_preset=encoder_preset, fps=args.fps)
+            sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
+            crf=args.crf, encoder_preset=encoder_preset, fps=args.fps)
     except Cancelled as exc:
         if bar is not None:
             bar.close()

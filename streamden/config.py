@@ -57,10 +57,22 @@ class GraphConfig:
 
 
 @dataclass
+class AlignConfig:
+    """Motion compensation of the window's neighbours before fusion (streamden.align)."""
+
+    mode: str = "none"           # none | flow
+    flow: str = "auto"           # auto (dis on a CPU, lk on CUDA) | dis | lk
+    preset: str = "medium"       # DIS preset: ultrafast | fast | medium
+    prefilter: float = 1.0       # Gaussian blur (pixels) of the luma before flow: noise hides gradients
+    occlusion: str = "centre"    # centre: rejected pixels fall back to the centre frame | none
+
+
+@dataclass
 class DenoiseConfig:
     """Everything `streamden denoise` needs besides the paths."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
@@ -197,6 +209,7 @@ OPTION_KEYS = {
     "model": "model.name",
     "device": "model.device",
     "amp": "model.amp",
+    "align": "align.mode",
     "codec": "encode.codec",
     "crf": "encode.crf",
     "encoder_preset": "encode.preset",

@@ -13,6 +13,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from .align import WindowAligner, make_flow_estimator
+from .config import AlignConfig
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
@@ -72,12 +74,27 @@ class UploadNode(Node):
         yield out
 
 
+def make_aligner(config: AlignConfig, device: torch.device) -> WindowAligner | None:
+    """The window aligner that ``config`` asks for, or None for ``mode: none``.
+
+    >>> make_aligner(AlignConfig(mode="flow"), torch.device("cpu")).occlusion
+    'centre'
+    """
+    if config.mode == "none":
+        return None
+    if config.mode != "flow":
+        raise ConfigError(f"align.mode must be 'none' or 'flow', got {config.mode!r}")
+    estimator = make_flow_estimator(config.flow, device, preset=config.preset, prefilter=config.prefilter)
+    return WindowAligner(estimator, occlusion=config.occlusion)
+
+
 class DenoiseNode(Node):
     """Runs the streaming network; outputs lag the input by the model's look-ahead (2 frames)."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = True):
+    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = True,
+                 aligner: WindowAligner | None = None):
         super().__init__(name="denoise")
-        self.engine = StreamingDenoiser(model, device=device, amp=amp)
+        self.engine = StreamingDenoiser(model, device=device, amp=amp, aligner=aligner)
         self.pending: deque[Frame] = deque()  # frames pushed whose output is not out yet
 
     def process(self, frame: Frame) -> Iterable[Frame]:

@@ -23,11 +23,15 @@ the two give the same frames:
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
+
+if TYPE_CHECKING:
+    from ..align import WindowAligner
 
 HALF = WINDOW // 2   # frames on each side of the centre: the look-ahead latency
 
@@ -71,12 +75,15 @@ def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
     return torch.full((1, 1, *like.shape[-2:]), sigma / 255.0, device=like.device, dtype=like.dtype)
 
 
-def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor,
+                     aligner: "WindowAligner | None" = None) -> torch.Tensor:
     """Denoise a whole sequence the plain way (four blocks per frame, no cache): the reference.
 
     ``frames`` is ``(T, 3, H, W)`` in [0, 1] on the model's device; ``sigma`` is one value or
     ``(T,)`` values on the 0-255 scale. Returns ``(T, 3, H, W)`` clamped to [0, 1]. The sigma
     rule (triplet: its centre frame's sigma; stage 2: the output frame's) is the module's.
+    With an ``aligner`` each window is first warped onto its centre frame (see
+    :class:`streamden.align.WindowAligner`).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> denoise_sequence(FastDVDnet().eval(), torch.rand(3, 3, 10, 14), 20.0).shape
@@ -88,15 +95,21 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
     sigmas = _sigma_per_frame(sigma, count)
     padded, size = pad_to_multiple(frames)
     outputs = []
+    if aligner is not None:
+        aligner.reset()
     with torch.no_grad():
         for t in range(count):
             idx = window_indices(t, count)
             window = padded[list(idx)]                                   # (5, 3, Hp, Wp)
+            if aligner is not None:
+                window, _ = aligner.align(list(window), idx)
             triplets = torch.stack([window[i:i + 3] for i in range(3)])  # (3, 3, 3, Hp, Wp)
             maps = torch.cat([_noise_map(sigmas[idx[i + 1]], padded) for i in range(3)])
             middle = model.stage1(triplets, maps)                        # (3, 3, Hp, Wp)
             out = model.stage2(middle.unsqueeze(0), _noise_map(sigmas[t], padded))
             outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
+            if aligner is not None:
+                aligner.evict(t - 1)
     return torch.stack(outputs)
 
 
@@ -116,6 +129,11 @@ class StreamingDenoiser:
     The model is moved to ``device`` and put in eval mode. ``amp=True`` runs the blocks under
     float16 autocast on CUDA; on the CPU it is ignored (float32).
 
+    With an ``aligner`` (:class:`streamden.align.WindowAligner`) every window is warped
+    onto its centre frame before the network; the warped triplets differ from window to
+    window, so the stage-1 cache is off and each output costs four blocks (the flows are
+    still estimated once per frame pair).
+
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> engine = StreamingDenoiser(FastDVDnet())
     >>> ready = [r for _ in range(4) for r in engine.push(torch.rand(3, 12, 12), 20.0)]
@@ -124,8 +142,10 @@ class StreamingDenoiser:
     ([0, 1, 2, 3], (3, 12, 12))
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: bool = False):
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: bool = False,
+                 aligner: "WindowAligner | None" = None):
         self.device = torch.device(device)
+        self.aligner = aligner
         self.model = model.to(self.device).eval()
         self.amp = bool(amp) and self.device.type == "cuda"
         self._base = 0          # global index of frame 0 of the current sequence
@@ -141,6 +161,8 @@ class StreamingDenoiser:
         self._count = 0         # frames pushed in this sequence
         self._next = 0          # next sequence index to output
         self._size: tuple[int, int] | None = None
+        if getattr(self, "aligner", None) is not None:
+            self.aligner.reset()
 
     def push(self, frame: torch.Tensor, sigma: float) -> list[tuple[int, torch.Tensor]]:
         """Add the next frame ``(3, H, W)`` in [0, 1] and its sigma (0-255); return the outputs now ready."""
@@ -175,7 +197,10 @@ class StreamingDenoiser:
         # same reflection as any longer sequence.
         idx = window_indices(t, length if length is not None else t + HALF + 1)
         with torch.no_grad(), self._autocast():
-            middle = [self._triplet_output(idx[i:i + 3]) for i in range(3)]
+            if self.aligner is not None:
+                middle = self._aligned_triplet_outputs(idx)
+            else:
+                middle = [self._triplet_output(idx[i:i + 3]) for i in range(3)]
             stacked = torch.stack(middle).unsqueeze(0)                    # (1, 3, 3, Hp, Wp)
             out = self.model.stage2(stacked, _noise_map(self._sigmas[t], stacked))
         image = crop_to(out[0].float(), self._size).clamp(0.0, 1.0)
@@ -191,6 +216,12 @@ class StreamingDenoiser:
             self._stage1[key] = cached
         return cached
 
+    def _aligned_triplet_outputs(self, idx: tuple[int, ...]) -> list[torch.Tensor]:
+        window, _ = self.aligner.align([self._frames[i] for i in idx], idx)   # (5, 3, Hp, Wp)
+        triplets = torch.stack([window[i:i + 3] for i in range(3)])            # (3, 3, 3, Hp, Wp)
+        maps = torch.cat([_noise_map(self._sigmas[idx[i + 1]], window) for i in range(3)])
+        return list(self.model.stage1(triplets, maps))
+
     def _evict(self, t: int) -> None:
         # Every later window u >= t + 1 reads frames >= u - 2 and triplets centred >= u - 1,
         # also at the reflected end (reflect(u + k) >= u - k there).
@@ -198,6 +229,8 @@ class StreamingDenoiser:
             del self._frames[i], self._sigmas[i]
         for key in [k for k in self._stage1 if k[1] < t]:
             del self._stage1[key]
+        if self.aligner is not None:
+            self.aligner.evict(t - 1)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
