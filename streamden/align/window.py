@@ -6,7 +6,9 @@ from typing import Sequence
 import torch
 
 from .color import rgb_to_luma
-from .flow import FlowEstimator
+from ..config import AlignConfig
+from ..errors import ConfigError
+from .flow import FlowEstimator, make_flow_estimator
 from .occlusion import consistency_mask
 from .warp import warp
 
@@ -20,9 +22,9 @@ class WindowAligner:
     pair ``(reference, moving)``, so when the window slides by one frame only the pairs
     with the new frame and the new centre are estimated: the reverse flow that the
     consistency check of window ``t`` needs is the forward flow of window ``t + 1``.
-    ``occlusion="centre"`` replaces pixels the mask rejects with the centre frame's
-    pixels (the network then sees no motion there instead of a ghost); ``"none"`` keeps
-    the warped pixels.
+    ``occlusion="none"`` keeps the warped pixels everywhere (the network learns to reject
+    what did not align); ``"centre"`` replaces pixels the mask rejects with the centre
+    frame's pixels. On the validation clips "none" scored higher (benchmarks/align_quality.py).
 
     >>> from streamden.align.flow import DISFlow
     >>> aligner = WindowAligner(DISFlow("fast"))
@@ -32,7 +34,7 @@ class WindowAligner:
     (torch.Size([5, 3, 16, 16]), torch.Size([5, 1, 16, 16]), 8)
     """
 
-    def __init__(self, estimator: FlowEstimator, occlusion: str = "centre"):
+    def __init__(self, estimator: FlowEstimator, occlusion: str = "none"):
         if occlusion not in OCCLUSION_MODES:
             raise ValueError(f"occlusion must be one of {OCCLUSION_MODES}, got {occlusion!r}")
         self.estimator = estimator
@@ -97,3 +99,41 @@ class WindowAligner:
         self.pairs_estimated += len(missing)
         for pair, flow in zip(missing, flows):
             self.flows[pair] = flow
+
+
+def make_aligner(config: AlignConfig, device: torch.device, model_align: str = "none") -> WindowAligner | None:
+    """The window aligner that ``config`` asks for, or None for ``mode: none``.
+
+    ``mode: auto`` follows ``model_align``, the mode the model was trained with
+    (:func:`streamden.models.registry.model_alignment`).
+
+    >>> make_aligner(AlignConfig(mode="flow"), torch.device("cpu")).occlusion
+    'none'
+    >>> make_aligner(AlignConfig(mode="auto"), torch.device("cpu")) is None
+    True
+    """
+    mode = model_align if config.mode == "auto" else config.mode
+    if mode == "none":
+        return None
+    if mode != "flow":
+        raise ConfigError(f"align.mode must be 'auto', 'none' or 'flow', got {mode!r}")
+    estimator = make_flow_estimator(config.flow, device, preset=config.preset, prefilter=config.prefilter)
+    return WindowAligner(estimator, occlusion=config.occlusion)
+
+
+def align_windows(windows: torch.Tensor, aligner: WindowAligner) -> torch.Tensor:
+    """Align each window of a batch ``(B, T, 3, H, W)`` onto its centre frame (training, validation).
+
+    Windows are independent clips: the aligner's cache is reset before each one.
+
+    >>> from streamden.align.flow import DISFlow
+    >>> align_windows(torch.rand(2, 5, 3, 16, 16), WindowAligner(DISFlow("fast"))).shape
+    torch.Size([2, 5, 3, 16, 16])
+    """
+    out = []
+    for window in windows:
+        aligner.reset()
+        aligned, _ = aligner.align(list(window), tuple(range(window.shape[0])))
+        out.append(aligned.to(windows.dtype))
+    aligner.reset()
+    return torch.stack(out)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .fastdvdnet import FastDVDnet
-from .weights import load_weights
+from .weights import load_weights, read_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -35,6 +35,7 @@ class ModelCard:
     sigma_range: tuple[float, float] = (5.0, 55.0)   # 0-255 scale, as trained
     training_data: str = ""
     licence: str = "MIT"
+    align: str = "none"               # the align.mode the model was trained with: none | flow
     arch_kwargs: dict = field(default_factory=dict)
 
     @property
@@ -114,6 +115,17 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
     return for_inference(model, device)
 
 
+def model_alignment(name_or_path: str | None = None) -> str:
+    """The ``align.mode`` a model was trained with: its card's, or a weights file's metadata.
+
+    >>> model_alignment("fastdvdnet-gaussian"), model_alignment("fastdvdnet-aligned")
+    ('none', 'flow')
+    """
+    if name_or_path and str(name_or_path).endswith(".safetensors"):
+        return read_metadata(name_or_path).get("align", "none")
+    return get_card(name_or_path).align
+
+
 def for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """Eval mode on ``device`` in channels-last layout.
 
@@ -154,4 +166,14 @@ register(ModelCard(
     weights_file="fastdvdnet_gaussian.safetensors",
     description="FastDVDnet for additive white Gaussian noise, sigma 5-55 (0-255), non-blind (noise map).",
     training_data="streamden shared corpus: 14 clips + ~130 stills with synthetic hand-held motion",
+))
+
+register(ModelCard(
+    name="fastdvdnet-aligned",
+    architecture="fastdvdnet",
+    weights_file="fastdvdnet_aligned.safetensors",
+    description="FastDVDnet fine-tuned on flow-aligned windows (align.mode flow, DIS medium on the noisy frames); "
+                "Gaussian noise sigma 5-55 (0-255), non-blind.",
+    training_data="as fastdvdnet-gaussian, windows warped onto their centre frame by optical flow",
+    align="flow",
 ))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import AlignConfig
+
 
 @dataclass
 class DataConfig:
@@ -87,7 +89,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     bn_recalibrate: int = 0            # batches to re-estimate BatchNorm statistics of the exported weights (0: off)
     output: str = ""                   # final weights path; "" -> <work_dir>/final.safetensors
+    init: str = ""                     # start from these weights (registry name or .safetensors); "" = random
     data: DataConfig = field(default_factory=DataConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)   # mode flow: neighbours warped onto the centre, as at inference
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..align import align_windows, make_aligner
 from ..config import to_dict
 from ..errors import ConfigError
 from ..metrics import psnr
-from ..models.registry import build_model
+from ..models.registry import build_model, load_model
 from ..models.weights import save_weights
 from ..noise.synth import noisy_8bit, synthesize
 from ..tensors import resolve_device
@@ -230,6 +231,7 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "hardware": hardware_string(device),
         "git_commit": git_commit(),
         "val_psnr_sigma30": round(val_psnr, 3) if math.isfinite(val_psnr) else None,
+        "align": cfg.align.mode,
         "val_data": ", ".join(cfg.data.val_videos),
         "input_range": "[0, 1] RGB, noise map sigma/255",
     }
@@ -266,9 +268,15 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     val_clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
                                cfg.data.max_long_side) if cfg.data.val_videos else []
     val_set = make_val_set(val_clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames)
+    aligner = make_aligner(cfg.align, torch.device("cpu"))
+    if aligner is not None:  # flows on the noisy frames, as at inference
+        val_set = [(align_windows(windows, aligner), targets) for windows, targets in val_set]
     log(f"data: {bank.describe()}; val: {len(val_set)} clips; loaded in {time.time() - t_load:.1f}s")
 
     model = build_model(cfg.architecture).to(device)
+    if cfg.init:
+        model.load_state_dict(load_model(cfg.init, device=torch.device("cpu")).state_dict())
+        log(f"initialised from {cfg.init}")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -310,6 +318,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 group["lr"] = lr
             clean = sampler.sample(cfg.batch).to(device, non_blocking=True)
             noisy, nmap = synthesize(clean, cfg.noise, noise_gen)
+            if aligner is not None:
+                noisy = align_windows(noisy.cpu(), aligner).to(device)
             if cfg.channels_last:
                 noisy = noisy.contiguous(memory_format=torch.contiguous_format)
             with autocast_context(device, cfg):
