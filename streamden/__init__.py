@@ -8,6 +8,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Denoiser, denoise_frames, denoise_video  # noqa: E402
+from .api import Denoiser, denoise_burst, denoise_frames, denoise_video  # noqa: E402
 
-__all__ = ["Denoiser", "denoise_frames", "denoise_video", "__version__"]
+__all__ = ["Denoiser", "denoise_burst", "denoise_frames", "denoise_video", "__version__"]

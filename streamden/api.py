@@ -8,50 +8,74 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import make_config
+from .config import AlignConfig, make_config
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
 from .io.frame import Frame
-from .models.registry import load_model
+from .models.registry import load_model, model_alignment
 from .models.streaming import StreamingDenoiser
+from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_sigma
-from .pipeline import DenoiseNode, DownloadNode, UploadNode, make_aligner, parse_fps, parse_sigma
+from .align import make_aligner
+from .pipeline import DenoiseNode, DownloadNode, UploadNode, parse_fps, parse_sigma
 from .tensors import image_to_tensor, resolve_device, tensor_to_image
+from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
 
 def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
                   config_file: str | Path | None = None, overrides: Iterable[str] = (),
                   stream: int | None = None, overwrite: bool = False, handle_signals: bool = True,
                   on_frame: Callable[[Frame], None] | None = None,
-                  on_start: Callable[[Any], None] | None = None, **options: Any) -> GraphReport:
+                  on_start: Callable[[Any], None] | None = None, resume: bool = False,
+                  **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
-    ``align`` ("none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
+    ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
     Everything is checked before any work starts, so bad input leaves no output behind.
     ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
     progress bar); ``on_frame(frame)`` after each frame is written.
     Raises InputError, OutputError, ConfigError, ModelError, or Cancelled (on Ctrl-C, after
     finalising a playable file with the frames done so far).
+    Damaged input is tolerated up to ``input.max_corrupt_fraction`` and reported as
+    ``report.input_problems``; a file is decoded in a child process unless
+    ``input.isolate`` is false (see :mod:`streamden.io.isolated`). ``resume=True`` runs a
+    resumable job in segments and continues an interrupted one (:mod:`streamden.segments`).
 
     >>> denoise_video("in.mp4", "out.mp4", sigma=20, crf=18)  # doctest: +SKIP
     """
     config = make_config(preset, config_file, overrides, **options)
+    if resume:
+        from .segments import denoise_segmented
+
+        return denoise_segmented(src, dst, config=config, stream=stream, overwrite=overwrite,
+                                 handle_signals=handle_signals, on_frame=on_frame, on_start=on_start)
     sigma = parse_sigma(config.noise.sigma)
-    source = open_source(str(src), stream=stream)
+    source = open_source(str(src), stream=stream, isolate=config.input.isolate,
+                         max_corrupt_fraction=config.input.max_corrupt_fraction,
+                         max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
+                         stall_seconds=config.input.stall_seconds)
     fps = parse_fps(config.encode.fps) or source.fps
     sink = open_sink(str(dst), fps=fps, width=source.width, height=source.height,
                      bit_depth=source.bit_depth, color=source.color, codec=config.encode.codec,
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     device = resolve_device(config.model.device)
-    model = load_model(config.model.name, device=device)
-    aligner = make_aligner(config.align, device)
+    model = maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
+                        config.model.tile_overlap, device)
+    aligner = make_aligner(config.align, device, model_alignment(config.model.name))
     nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
              DenoiseNode(model, device, amp=config.model.amp, aligner=aligner), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)
-    return graph.run(handle_signals=handle_signals, on_item=on_frame)
+    try:
+        report = graph.run(handle_signals=handle_signals, on_item=on_frame)
+    except BaseException as exc:
+        if getattr(exc, "report", None) is not None:
+            exc.report.input_problems = getattr(source, "problems", None)
+        raise
+    report.input_problems = getattr(source, "problems", None)  # DecodeProblems, for --stats
+    return report
 
 
 class Denoiser:
@@ -60,6 +84,7 @@ class Denoiser:
     Accepts ``(H, W, 3)`` uint8/uint16 numpy RGB or ``(3, H, W)`` float tensors in [0, 1];
     returns the same kind. ``push`` returns the frames that became ready (none for the
     first two), ``flush`` the rest at the end of the sequence; ``reset`` starts a new one.
+    ``align`` is ``auto`` (what the model was trained with), ``none`` or ``flow``.
 
     >>> den = Denoiser(sigma=20, model=None, device="cpu", allow_untrained=True)
     >>> frames = np.zeros((4, 16, 16, 3), np.uint8)
@@ -70,14 +95,17 @@ class Denoiser:
 
     def __init__(self, sigma: float | str | None = "auto", model: str | torch.nn.Module | None = None,
                  device: str | torch.device = "auto", amp: bool = True, smoothing: float = 0.9,
-                 allow_untrained: bool = False):
+                 allow_untrained: bool = False, align: str = "auto"):
         self.device = resolve_device(device)
+        model_align = "none"
         if not isinstance(model, torch.nn.Module):
+            model_align = model_alignment(model)
             model = load_model(model, device=self.device, allow_untrained=allow_untrained)
+        aligner = make_aligner(AlignConfig(mode=align), self.device, model_align)
         self.model = model.to(self.device).eval()
         self.sigma = parse_sigma(sigma)
         self.tracker = SigmaTracker(smoothing)
-        self.engine = StreamingDenoiser(self.model, device=self.device, amp=amp)
+        self.engine = StreamingDenoiser(self.model, device=self.device, amp=amp, aligner=aligner)
         self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 
     def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:

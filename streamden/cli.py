@@ -1,4 +1,4 @@
-"""The ``streamden`` command: denoise, info, sample, bench, train, eval, models, import."""
+"""The ``streamden`` command: denoise, live, info, sample, bench, train, eval, models, import."""
 from __future__ import annotations
 
 import argparse
@@ -26,8 +26,9 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto' to estimate it per frame")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
-    p.add_argument("--align", choices=["none", "flow"],
-                   help="motion-compensate the neighbours with optical flow before fusion (default from the preset)")
+    p.add_argument("--align", choices=["auto", "none", "flow"],
+                   help="motion-compensate the neighbours with optical flow before fusion; auto (default) "
+                        "follows the model (fastdvdnet-aligned: flow)")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1", "png", "tiff"], help="output codec")
     p.add_argument("--crf", type=int, help="encoder quality (lower is better; default from the preset)")
     p.add_argument("--encoder-preset", choices=ENCODER_SPEEDS, help="encoder speed preset")
@@ -36,6 +37,22 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--stats", action="store_true", help="print per-stage throughput, latency and queue depth")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="run as a resumable job in segments (work folder .OUT.segments beside OUT); "
+                        "rerun the same command to continue after an interruption")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse inputs whose declared frame size exceeds N pixels (default 8192x8192)")
+    p.add_argument("--tile", type=int, metavar="PX",
+                   help="run the network on overlapping tiles of PX pixels (huge frames; CUDA tiles "
+                        "automatically when it runs out of memory)")
+    p.add_argument("--no-isolate", action="store_true",
+                   help="decode in this process instead of a child process (a decoder crash then ends the job)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the segments as Ray tasks on the cluster at ADDRESS (e.g. auto or HOST:6379; "
+                        "none: a local Ray); resumable like --resume; needs streamden[distributed]")
+    p.add_argument("--workers", type=int, help="with --ray: at most this many segments at once (default: all "
+                                               "the cluster runs)")
+    p.add_argument("--cpus-per-task", type=float, default=1, help="with --ray: CPUs (torch threads) per task")
     p.set_defaults(run=_run_denoise)
 
 
@@ -45,6 +62,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
     preset, encoder_preset = args.preset, args.encoder_preset
     if preset in ENCODER_SPEEDS:
         preset, encoder_preset = "restoration", encoder_preset or preset
+    if args.ray is not None:
+        return _run_on_ray(args, preset, encoder_preset)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -59,11 +78,15 @@ def _run_denoise(args: argparse.Namespace) -> int:
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
             on_frame=(lambda _: bar.update(1)) if bar is not None else None, on_start=size_bar,
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
-            crf=args.crf, encoder_preset=encoder_preset, fps=args.fps)
+            crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
+            max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
-        print(f"streamden: interrupted; {args.output} holds the frames denoised so far", file=sys.stderr)
+        if args.resume:
+            print(f"streamden: {exc}", file=sys.stderr)
+        else:
+            print(f"streamden: interrupted; {args.output} holds the frames denoised so far", file=sys.stderr)
         report = getattr(exc, "report", None)
         if args.stats and report:
             print(report.format_table(), file=sys.stderr)
@@ -71,8 +94,132 @@ def _run_denoise(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    problems = getattr(report, "input_problems", None)
+    if problems is not None and problems.count:
+        print(f"streamden: warning: {args.input}: {problems.summary()}", file=sys.stderr)
     if args.stats:
         print(report.format_table())
+        if problems is not None:
+            print(f"input: {problems.frames} frames decoded, {problems.summary()}")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: str | None):
+    from .config import make_config
+
+    return make_config(None if args.config else preset, args.config, args.set, sigma=args.sigma,
+                       device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
+                       encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
+                       isolate=False if args.no_isolate else None)
+
+
+def _run_on_ray(args: argparse.Namespace, preset: str | None, encoder_preset: str | None) -> int:
+    from .distributed import denoise_on_ray, import_ray
+
+    import_ray()  # without Ray: one error saying how to install it, before anything else
+    config = _ray_config(args, preset, encoder_preset)
+    result = denoise_on_ray(args.input, args.output, address=args.ray or None, config=config,
+                            stream=args.stream, overwrite=args.overwrite,
+                            workers=args.workers, cpus_per_task=args.cpus_per_task)
+    for warning in result.warnings:
+        print(f"streamden: warning: {warning}", file=sys.stderr)
+    print(f"{result.frames} frames in {result.segments} segments ({result.segments_skipped} resumed), "
+          f"{result.seconds:.1f} s", file=sys.stderr)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="denoise many videos (files, folders, globs) into a folder, on Ray or here",
+                       description="Denoise every input into DIR (same names) and print one report. With --ray the "
+                                   "segments of all videos are Ray tasks; without it they run here in turn. Every "
+                                   "video is a resumable job: rerun the same command to continue.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files, folders (their videos) or globs")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--ext", help="output extension, e.g. .mkv (default: the input's)")
+    p.add_argument("--preset", default="restoration", help="config preset from configs/ (default restoration)")
+    p.add_argument("--config", help="a YAML config file (replaces the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
+    p.add_argument("--model", help="registered model name or a .safetensors file")
+    p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1"], help="output codec")
+    p.add_argument("--crf", type=int, help="encoder quality (lower is better)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on the Ray cluster at ADDRESS (none: a local Ray); needs streamden[distributed]")
+    p.add_argument("--workers", type=int, help="at most this many Ray tasks at once (default: all the cluster runs)")
+    p.add_argument("--cpus-per-task", type=float, default=1, help="with --ray: CPUs (torch threads) per task")
+    p.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(run=_run_batch)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .distributed import denoise_batch, import_ray
+
+    if args.ray is not None:
+        import_ray()
+    config = make_config(None if args.config else args.preset, args.config, args.set, sigma=args.sigma,
+                         device=args.device, model=args.model, codec=args.codec, crf=args.crf)
+    report = denoise_batch(args.inputs, args.out, address=args.ray or None, use_ray=args.ray is not None,
+                           config=config, suffix=args.ext, overwrite=args.overwrite, workers=args.workers,
+                           cpus_per_task=args.cpus_per_task)
+    print(report.format_table())
+    if args.report:
+        report.to_json(args.report)
+    return 0 if report.ok else 1
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="check a resumable or Ray job: segment checksums, frame counts")
+    p.add_argument("output", help="the job's output (its work folder .OUT.segments is checked while it exists)")
+    p.add_argument("--source", help="the input: the output must have as many frames")
+    p.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .distributed import verify
+
+    report = verify(args.output, args.source)
+    for problem in report.problems:
+        print(f"streamden: {problem}", file=sys.stderr)
+    frames = f", {report.frames} frames" if report.frames is not None else ""
+    print(f"{args.output}: {'ok' if report.ok else 'PROBLEMS'}{frames}, {report.segments_checked} segments checked")
+    return 0 if report.ok else 1
+
+
+def _add_burst(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("burst", help="fuse a hand-held burst of noisy photos into one clean photo (night mode)",
+                       description="Align every shot to a reference (homography, then optical flow), reject what "
+                                   "moved on its own, merge, and denoise the merge with the network. OUT is "
+                                   "16-bit PNG/TIFF or JPEG; EXIF and ICC of the reference are kept where possible.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs (PNG, JPEG, TIFF, RAW)")
+    p.add_argument("-o", "--output", required=True, help="output photo (.png .tif .tiff .jpg)")
+    p.add_argument("--reference", default="sharpest", help="index of the reference frame, or 'sharpest' (default)")
+    p.add_argument("--sigma", default="auto",
+                   help="noise level on the 0-255 scale, or 'auto' (default) to fit a Poisson-Gaussian model")
+    p.add_argument("--frames", type=int, help="use only the first N frames")
+    p.add_argument("--method", default="network", choices=["network", "windows", "merge", "mean"],
+                   help="fusion: network (default), windows (network over 5-frame windows), merge (robust "
+                        "merge only), mean (plain mean of the aligned frames)")
+    p.add_argument("--no-refine", action="store_true", help="global alignment only (no optical-flow refinement)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    p.add_argument("--model", help="registered model name or a .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=_run_burst)
+
+
+def _run_burst(args: argparse.Namespace) -> int:
+    from .api import denoise_burst
+
+    result = denoise_burst(args.inputs, args.output, reference=args.reference, sigma=args.sigma,
+                           frames=args.frames, method=args.method, model=args.model, device=args.device,
+                           refine=not args.no_refine, overwrite=args.overwrite)
+    kept = f", kept {' and '.join(result.metadata_copied)}" if result.metadata_copied else ""
+    print(f"reference frame {result.reference}, noise {result.noise.sigma255():.1f} at mid-grey, "
+          f"{result.frames_used:.1f} frames per pixel on average{kept}", file=sys.stderr)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -120,9 +267,79 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("live", help="denoise live feeds (RTSP, RTMP, HTTP, UDP, TCP, SRT, devices) at a steady rate",
+                       description="Denoise live feeds into streams, HLS or segmented recordings at a constant "
+                                   "frame rate with bounded latency. Sources are re-opened with backoff when they "
+                                   "fail or go silent; meanwhile the last frame, then a NO SIGNAL slate, is sent.")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="live URL or capture device (several: one stream each)")
+    p.add_argument("--out", action="append", required=True, metavar="DST",
+                   help="udp://, tcp://, srt://, rtmp://, rtsp:// URL, a .m3u8 playlist (HLS), a folder/ or a "
+                        "strftime .ts pattern (segmented recording); repeatable; with several sources each DST "
+                        "needs {stream}")
+    p.add_argument("--preset", default="surveillance", help="config preset from configs/ (default surveillance)")
+    p.add_argument("--config", help="a YAML config file (replaces the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set live.read_timeout=5 (repeatable)")
+    p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
+    p.add_argument("--model", help="registered model name or a .safetensors file")
+    p.add_argument("--fps", help="output frame rate (default: the source's nominal rate)")
+    p.add_argument("--lookahead", type=int, choices=[0, 1, 2], help="future frames to wait for (default: preset)")
+    p.add_argument("--latency", type=float, help="arrival-to-emission bound in seconds (default: lookahead + 2 periods)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--stats", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                   help="print per-stream counters every SECONDS (default 5) and a summary at the end")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics")
+    p.set_defaults(run=_run_live)
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    import signal
+
+    from .live import run_live
+
+    overrides = list(args.set)
+    if args.lookahead is not None:
+        overrides.append(f"live.lookahead={args.lookahead}")
+    if args.latency is not None:
+        overrides.append(f"live.latency={args.latency}")
+
+    previous = []
+
+    def on_job(job) -> None:
+        try:
+            previous.append(signal.signal(signal.SIGTERM, lambda *_: job.stop()))
+        except ValueError:  # not the main thread
+            pass
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+    try:
+        summaries = run_live(args.sources, args.out, preset=None if args.config else args.preset,
+                             config_file=args.config, overrides=overrides, duration=args.duration,
+                             metrics_port=args.metrics_port, stats_every=args.stats, print_fn=say,
+                             on_job=on_job, sigma=args.sigma, device=args.device, model=args.model, fps=args.fps)
+    finally:
+        if previous:
+            signal.signal(signal.SIGTERM, previous[0])
+    if args.stats:
+        for s in summaries:
+            say(f"{s['stream']}: emitted {s['emitted']} (received {s['received']}), full {s['path_full']}, "
+                f"degraded {s['degraded']}, late {s['late']}, dropped {s['dropped']}, repeated {s['repeated']} "
+                f"(slate {s['slate']}), reconnects {s['reconnects']}, latency p50 {s['latency_p50_ms']:.0f} ms "
+                f"p99 {s['latency_p99_ms']:.0f} ms, interval p99 {s['interval_p99_ms']:.1f} ms")
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure decode, network and encode throughput against baselines")
-    p.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
+    p = sub.add_parser("bench", help="measure decode, network and encode throughput against baselines "
+                                     "(`bench live`: live latency, cadence and degraded share)")
+    p.add_argument("what", nargs="?", choices=["live"], help="live: the live pipeline at 640x360 and 1280x720")
+    p.add_argument("--seconds", type=float, default=20.0, help="bench live: seconds per size (default 20)")
+    p.add_argument("--fps", type=float, default=25.0, help="bench live: the camera's frame rate (default 25)")
+    p.add_argument("--size", default=None, help="WIDTHxHEIGHT (default 640x360; bench live: a comma list, "
+                                                "default 640x360,1280x720)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -130,9 +347,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    if args.what == "live":
+        from .bench_live import run_live_bench
+
+        sizes = [_parse_size(t) for t in (args.size or "640x360,1280x720").split(",")]
+        result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device)
+        print(result.format_table())
+        if args.json:
+            result.to_json(args.json)
+        return 0
     from .bench import run_bench
 
-    width, height = _parse_size(args.size)
+    width, height = _parse_size(args.size or "640x360")
     result = run_bench(size=(width, height), frames=args.frames, device=args.device)
     print(result.format_table())
     if args.json:
@@ -206,7 +432,7 @@ def _run_models(args: argparse.Namespace) -> int:
     for card in list_models():
         state = "trained" if card.is_trained else "NO WEIGHTS"
         default = " (default)" if card.name == DEFAULT_MODEL else ""
-        print(f"{card.name}{default}  [{state}]  {card.description}")
+        print(f"{card.name}{default}  [{state}]  align: {card.align}  {card.description}")
     return 0
 
 
@@ -232,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamden", description="Video and burst denoising with deep learning.")
     parser.add_argument("--version", action="version", version=f"streamden {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_denoise, _add_info, _add_sample, _add_bench, _add_train, _add_eval, _add_models, _add_import):
+    for add in (_add_denoise, _add_batch, _add_verify, _add_live, _add_burst, _add_info, _add_sample, _add_bench, _add_train, _add_eval, _add_models, _add_import):
         add(sub)
     return parser
 

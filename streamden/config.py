@@ -29,6 +29,8 @@ class ModelConfig:
     name: str = "fastdvdnet-gaussian"   # registry name or a path to .safetensors
     device: str = "auto"                 # auto | cpu | cuda
     amp: bool = True                     # autocast on CUDA (fp32 on the CPU regardless)
+    tile: int = 0                        # run the network on tiles of this size (0 = whole frames; CUDA OOM tiles anyway)
+    tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
 
 
 @dataclass
@@ -60,11 +62,46 @@ class GraphConfig:
 class AlignConfig:
     """Motion compensation of the window's neighbours before fusion (streamden.align)."""
 
-    mode: str = "none"           # none | flow
+    mode: str = "auto"           # auto (what the model was trained with) | none | flow
     flow: str = "auto"           # auto (dis on a CPU, lk on CUDA) | dis | lk
     preset: str = "medium"       # DIS preset: ultrafast | fast | medium
     prefilter: float = 1.0       # Gaussian blur (pixels) of the luma before flow: noise hides gradients
-    occlusion: str = "centre"    # centre: rejected pixels fall back to the centre frame | none
+    occlusion: str = "none"      # none: keep warped pixels | centre: pixels the mask rejects fall back to the centre frame
+
+
+@dataclass
+class InputConfig:
+    """How damaged, oversized or crashing input is handled (README: "What happens when things go wrong")."""
+
+    max_corrupt_fraction: float = 0.1   # damaged frames tolerated (skipped, concealed, missing), 0 = none
+    max_pixels: int = 8192 * 8192        # declared frame sizes above this are refused before decoding
+    isolate: bool = True                 # decode in a child process, so a decoder crash cannot end the job
+    on_crash: str = "finish"             # decoder crash: "finish" with the frames so far, or "stop" (error)
+    stall_seconds: float = 60.0          # a decoder silent this long is stopped (isolated decoding only)
+
+
+@dataclass
+class JobConfig:
+    """Resumable jobs (``--resume``): segments of a long video, each its own file, then joined."""
+
+    segment_frames: int = 250            # frames per segment (rounded to the next keyframe when possible)
+
+
+@dataclass
+class LiveConfig:
+    """Live feeds (``streamden live``): look-ahead, latency, timeouts, outputs (streamden.live)."""
+
+    lookahead: int = 1                   # future frames the network waits for: 0, 1 or 2 (2 = offline quality)
+    latency: float | None = None         # arrival->emission bound in seconds; None = (lookahead + 2) periods
+    open_timeout: float = 5.0            # seconds to connect and analyse the stream
+    read_timeout: float = 2.0            # seconds without a frame before the source is re-opened
+    backoff_base: float = 0.5            # first reconnect wait (s), doubled per failure, with jitter
+    backoff_cap: float = 10.0            # longest reconnect wait (s)
+    slate_after: float = 3.0             # seconds without input before NO SIGNAL replaces the last frame
+    paths: list[str] = field(default_factory=lambda: ["full", "light2", "light4", "raw"])  # degrade order
+    segment_seconds: float = 60.0        # length of recorded segments
+    segment_keep: int = 0                # recorded segments kept (oldest deleted); 0 = all
+    hls_seconds: float = 2.0             # HLS segment length
 
 
 @dataclass
@@ -76,6 +113,9 @@ class DenoiseConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 def build(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
@@ -215,6 +255,11 @@ OPTION_KEYS = {
     "encoder_preset": "encode.preset",
     "fps": "encode.fps",
     "queue_size": "graph.queue_size",
+    "max_pixels": "input.max_pixels",
+    "isolate": "input.isolate",
+    "max_corrupt_fraction": "input.max_corrupt_fraction",
+    "tile": "model.tile",
+    "segment_frames": "job.segment_frames",
 }
 
 

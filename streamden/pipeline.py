@@ -13,8 +13,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .align import WindowAligner, make_flow_estimator
-from .config import AlignConfig
+from .align import WindowAligner
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
@@ -74,20 +73,6 @@ class UploadNode(Node):
         yield out
 
 
-def make_aligner(config: AlignConfig, device: torch.device) -> WindowAligner | None:
-    """The window aligner that ``config`` asks for, or None for ``mode: none``.
-
-    >>> make_aligner(AlignConfig(mode="flow"), torch.device("cpu")).occlusion
-    'centre'
-    """
-    if config.mode == "none":
-        return None
-    if config.mode != "flow":
-        raise ConfigError(f"align.mode must be 'none' or 'flow', got {config.mode!r}")
-    estimator = make_flow_estimator(config.flow, device, preset=config.preset, prefilter=config.prefilter)
-    return WindowAligner(estimator, occlusion=config.occlusion)
-
-
 class DenoiseNode(Node):
     """Runs the streaming network; outputs lag the input by the model's look-ahead (2 frames)."""
 
@@ -98,6 +83,8 @@ class DenoiseNode(Node):
         self.pending: deque[Frame] = deque()  # frames pushed whose output is not out yet
 
     def process(self, frame: Frame) -> Iterable[Frame]:
+        if frame.new_sequence:  # e.g. a size change mid-stream: end the window, start anew
+            yield from self._emit(self.engine.finish())
         self.pending.append(frame)
         yield from self._emit(self.engine.push(frame.image, frame.sigma))
 

@@ -28,6 +28,10 @@ __all__ = [
     "read_frames",
     "packet_stats",
     "frame_times",
+    "make_vfr_video",
+    "make_resolution_change_video",
+    "make_huge_declared_video",
+    "corrupt_copy",
 ]
 
 # Codecs that cannot take odd frame sizes in 4:2:0: an odd size asks for a 4:4:4 format.
@@ -215,7 +219,8 @@ def _add_subtitles(container, path: Path, seconds: float):
 def make_video(path, frames: int = 12, size: tuple[int, int] = (64, 48), fps=25,
                codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = None,
                subtitles: bool = False, pattern: str = "moving", crf: int | None = 10,
-               color: dict | None = None, seed: int = 0) -> Path:
+               color: dict | None = None, seed: int = 0, gop: int | None = None,
+               rotation: int | None = None, start_pts: int = 0) -> Path:
     """Write a small video with real, moving content and return its path.
 
     ``size`` is ``(width, height)``. ``pix_fmt="yuv420p10le"`` (or any >8-bit format) makes a
@@ -224,7 +229,9 @@ def make_video(path, frames: int = 12, size: tuple[int, int] = (64, 48), fps=25,
     ``yuv444p10le``. ``audio`` is None, "aac" or "opus" (a 440 Hz tone as long as the video).
     ``subtitles=True`` adds a text subtitle stream (subrip in .mkv, mov_text in .mp4/.mov).
     ``color`` may set ``range`` ("tv"/"pc"), ``matrix``, ``primaries``, ``transfer`` (FFmpeg
-    enum ints) on the encoded stream.
+    enum ints) on the encoded stream. ``gop`` sets the keyframe interval; ``rotation`` writes
+    a display matrix (counter-clockwise degrees, MP4/MOV); ``start_pts`` offsets the frames'
+    pts (in frames).
 
     >>> make_video("clip.mkv", frames=4, codec="ffv1", size=(63, 47))  # doctest: +SKIP
     PosixPath('clip.mkv')
@@ -257,6 +264,10 @@ def make_video(path, frames: int = 12, size: tuple[int, int] = (64, 48), fps=25,
             opts["preset"] = "12"
         vstream.options = opts
         cc = vstream.codec_context
+        if gop is not None:
+            cc.gop_size = gop
+        if rotation:
+            vstream.set_display_rotation(rotation)
         if color:
             if "range" in color:
                 cc.color_range = 2 if color["range"] == "pc" else 1
@@ -282,7 +293,7 @@ def make_video(path, frames: int = 12, size: tuple[int, int] = (64, 48), fps=25,
                 reformat_kw["dst_color_range"] = 2 if color["range"] == "pc" else 1
             vf = vf.reformat(**reformat_kw)
             # The muxer may change the stream's time_base on the header; the encoder's stays.
-            vf.pts = i
+            vf.pts = i + start_pts
             vf.time_base = 1 / rate
             container.mux(vstream.encode(vf))
         container.mux(vstream.encode(None))
@@ -411,3 +422,90 @@ def frame_times(path, stream: int = 0) -> list[float]:
 
     with av.open(str(path)) as c:
         return [float(f.pts * f.time_base) for f in c.decode(video=stream)]
+
+
+def make_vfr_video(path, times_ms: Sequence[int], size: tuple[int, int] = (64, 48),
+                   codec: str = "libx264") -> Path:
+    """A video whose frames sit at the given presentation times (milliseconds): variable rate.
+
+    >>> make_vfr_video("vfr.mkv", [0, 40, 80, 200, 240])  # doctest: +SKIP
+    PosixPath('vfr.mkv')
+    """
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"crf": "10", "preset": "ultrafast", "bframes": "0"} if codec == "libx264" else {}
+        for i, t in enumerate(times_ms):
+            vf = av.VideoFrame.from_ndarray(synthetic_frame(i, size), format="rgb24").reformat(format="yuv420p")
+            vf.pts = int(t)
+            vf.time_base = Fraction(1, 1000)
+            container.mux(stream.encode(vf))
+        container.mux(stream.encode(None))
+    return path
+
+
+def make_resolution_change_video(path, frames: tuple[int, int] = (6, 6),
+                                 sizes: tuple[tuple[int, int], tuple[int, int]] = ((64, 48), (96, 64)),
+                                 fps: int = 25) -> Path:
+    """An MPEG-TS file whose frame size changes mid-stream: two H.264 parts glued together,
+    the second one's timestamps continuing the first's.
+
+    >>> make_resolution_change_video("change.ts")  # doctest: +SKIP
+    PosixPath('change.ts')
+    """
+    path = Path(path)
+    first = make_video(path.with_name(path.stem + ".part0.ts"), frames=frames[0], size=sizes[0], fps=fps)
+    second = make_video(path.with_name(path.stem + ".part1.ts"), frames=frames[1], size=sizes[1], fps=fps,
+                        start_pts=frames[0], seed=1)
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    first.unlink()
+    second.unlink()
+    return path
+
+
+def make_huge_declared_video(path, side: int = 16000) -> Path:
+    """A tiny FFV1 Matroska file whose header declares ``side`` x ``side`` frames (patched
+    PixelWidth/PixelHeight elements): what a hostile or broken file looks like to a prober.
+
+    >>> make_huge_declared_video("huge.mkv")  # doctest: +SKIP
+    PosixPath('huge.mkv')
+    """
+    src = make_video(Path(path).with_name("small-" + Path(path).name), frames=2, size=(256, 256), codec="ffv1")
+    data = bytearray(src.read_bytes())
+    src.unlink()
+    for element in (0xB0, 0xBA):  # PixelWidth, PixelHeight; 2-byte values (256 = 0x0100)
+        at = data.find(bytes([element, 0x82, 0x01, 0x00]))
+        if at < 0:
+            raise RuntimeError("Matroska PixelWidth/PixelHeight element not found")
+        data[at + 2:at + 4] = int(side).to_bytes(2, "big")
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
+
+
+def corrupt_copy(src, dst, seed: int, flips: int = 4, bursts: int = 1, burst_bytes: int = 64,
+                 keep_header: int = 0) -> Path:
+    """Copy ``src`` to ``dst`` with seeded damage: ``flips`` single-byte XORs and ``bursts``
+    runs of ``burst_bytes`` random bytes, all after the first ``keep_header`` bytes.
+    The same seed always gives the same file.
+
+    >>> corrupt_copy("clip.mp4", "bad.mp4", seed=3)  # doctest: +SKIP
+    PosixPath('bad.mp4')
+    """
+    data = bytearray(Path(src).read_bytes())
+    rng = np.random.default_rng(seed)
+    lo = min(keep_header, len(data) - 1)
+    for _ in range(flips):
+        at = int(rng.integers(lo, len(data)))
+        data[at] ^= int(rng.integers(1, 256))
+    for _ in range(bursts):
+        at = int(rng.integers(lo, max(lo + 1, len(data) - burst_bytes)))
+        data[at:at + burst_bytes] = rng.integers(0, 256, burst_bytes, dtype=np.uint8).tobytes()
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst

@@ -10,13 +10,18 @@ kernel from ``kernels/`` with the same signature (``streamden.cuda.ops``); the p
 function dispatches on the tensor's device, so a CPU tensor runs the reference and a CUDA
 tensor runs the kernel (a kernel that fails to compile or load raises; no silent fallback).
 """
-from .color import rgb_to_luma, rgb_to_luma_torch
+from .color import (interleaved_to_planar, interleaved_to_planar_torch, planar_to_interleaved,
+                    planar_to_interleaved_torch, rgb_to_luma, rgb_to_luma_torch)
 from .flow import FLOW_METHODS, FlowEstimator, make_flow_estimator
 from .occlusion import consistency_mask, consistency_mask_torch
 from .warp import warp, warp_torch
-from .window import WindowAligner
+from .flow import DISFlow
+from .window import WindowAligner, align_windows, make_aligner
+from .lk import LKFlow, LKParams, lk_flow, lk_flow_torch
 
 __all__ = [
-    "FLOW_METHODS", "FlowEstimator", "WindowAligner", "consistency_mask", "consistency_mask_torch",
-    "make_flow_estimator", "rgb_to_luma", "rgb_to_luma_torch", "warp", "warp_torch",
+    "DISFlow", "FLOW_METHODS", "FlowEstimator", "WindowAligner", "consistency_mask", "consistency_mask_torch",
+    "align_windows", "make_aligner", "make_flow_estimator", "rgb_to_luma", "rgb_to_luma_torch", "warp", "warp_torch",
+    "LKFlow", "LKParams", "lk_flow", "lk_flow_torch", "interleaved_to_planar", "interleaved_to_planar_torch",
+    "planar_to_interleaved", "planar_to_interleaved_torch",
 ]

@@ -25,8 +25,10 @@ def warp_torch(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     # grid_sample's normalised coordinates with align_corners=True: -1 and 1 are the centres
     # of the edge pixels, so the clamped positions above stay exact.
     grid = torch.stack((2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1), dim=-1)
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    # Positions stay float32 for half images too: half would round them to 0.5 px at 1080p.
+    warped = F.grid_sample(image.float(), grid.float(), mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    return warped.to(image.dtype)
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

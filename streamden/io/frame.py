@@ -46,6 +46,7 @@ class Frame:
     bit_depth: int = 8
     color: ColorInfo = field(default_factory=ColorInfo)
     sigma: float | None = None  # noise level on the 0-255 scale, when known or estimated
+    new_sequence: bool = False  # first frame after a break (size change): temporal windows restart
 
     @property
     def height(self) -> int:

@@ -171,6 +171,7 @@ def open_input(path: str | os.PathLike, **kwargs):
 
     path = str(path)
     _check_file(path)
+    kwargs.setdefault("metadata_errors", "replace")  # damaged tags must not stop the open
     try:
         return av.open(path, "r", **kwargs)
     except av.error.InvalidDataError:
@@ -181,6 +182,8 @@ def open_input(path: str | os.PathLike, **kwargs):
         raise InputError(f"{path}: cannot open as media ({_ffmpeg_reason(exc)})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    except (ValueError, IndexError) as exc:  # PyAV on nonsense headers
+        raise InputError(f"{path}: cannot open as media ({type(exc).__name__}: {exc})") from None
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -219,12 +222,14 @@ def _stream_info(stream, type_index: int) -> StreamInfo:
     common = dict(index=stream.index, type=kind, codec=codec, type_index=type_index,
                   time_base=time_base, duration=duration, language=language)
     if kind == "video":
+        if cc is None:  # a damaged header can leave a video stream without any codec
+            return StreamInfo(**common)
         pix_fmt = cc.format.name if cc.format is not None else None
         fps = _frac(stream.average_rate) or _frac(stream.guessed_rate) or _frac(stream.base_rate)
         return StreamInfo(**common, width=cc.width or None, height=cc.height or None,
                           pix_fmt=pix_fmt, bit_depth=bit_depth_of(pix_fmt), fps=fps,
                           frame_count=frames, color=color_of(cc))
-    if kind == "audio":
+    if kind == "audio" and cc is not None:
         channels = getattr(cc, "channels", None)
         return StreamInfo(**common, sample_rate=cc.sample_rate or None, channels=channels or None,
                           frame_count=frames)

@@ -59,6 +59,19 @@ VIDEO_CODECS = {
     "vp9": ("vp9", ("libvpx-vp9",)),
 }
 
+#: Muxer options that keep the file being written playable if the process is killed (kill -9,
+#: power loss): MP4/MOV are written as fragments of at most a second behind an empty moov,
+#: so everything up to the last fragment decodes; Matroska is readable when cut anyway.
+_WHILE_WRITING = {
+    "mp4": {"movflags": "empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000",
+            "flush_packets": "1"},
+    "mov": {"movflags": "empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000",
+            "flush_packets": "1"},
+}
+#: Matroska: clusters of at most a second, each handed to the file system at once.
+_MUXER_OPTIONS = dict(_WHILE_WRITING, matroska={"cluster_time_limit": "1000", "flush_packets": "1"},
+                      webm={"cluster_time_limit": "1000", "flush_packets": "1"})
+
 #: Codec names that mean "write an image sequence".
 IMAGE_CODECS = {"png": "png", "tiff": "tiff", "tif": "tiff"}
 
@@ -189,7 +202,11 @@ class VideoFileSink(SinkNode):
     used for the RGB->YUV conversion. ``remux_from`` names a file whose audio and subtitle
     streams are copied packet for packet. ``source_time_base`` times frames that carry no
     ``time_base``. ``source_path`` (defaults to ``remux_from``) is the input, which the
-    output may not overwrite. See the module docstring for the CFR and odd-size rules.
+    output may not overwrite. ``origin`` is the source time (seconds) of slot 0; by
+    default the first frame's (a segment of a longer video passes the video's own, so that
+    its slots, and timestamps, are those of the whole). See the module docstring for the
+    CFR and odd-size rules. MP4/MOV are written in fragments while the run goes on (a
+    killed process leaves a playable partial file) and rewritten as a plain file at the end.
 
     Everything is checked in the constructor, before any decoding: unknown extension or
     codec, codec not allowed in the container (also for the remuxed streams), output equal
@@ -212,7 +229,7 @@ class VideoFileSink(SinkNode):
                  remux_from: str | os.PathLike | None = None, overwrite: bool = False,
                  source_time_base: Fraction | None = None,
                  source_path: str | os.PathLike | None = None, threads: int = 0,
-                 name: str | None = None) -> None:
+                 origin: Fraction | None = None, name: str | None = None) -> None:
         import av
 
         super().__init__(name=name)
@@ -271,8 +288,9 @@ class VideoFileSink(SinkNode):
         self._stream = None
         self._remux: _Remuxer | None = None
         self._reformatter = None
-        self._t0: Fraction | None = None
+        self._t0: Fraction | None = None if origin is None else Fraction(origin)
         self._next_slot = 0
+        self._first_slot: int | None = None
         self._last_vf = None
         self._last_video_time: Fraction | None = None
         self._closed = False
@@ -348,9 +366,13 @@ class VideoFileSink(SinkNode):
             return
         if self.encoder == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT prints its banner to stderr otherwise
-        discard(self.tmp_path)  # a stale one from a killed run
+        if self.tmp_path.exists():  # left by a run that was killed (it stays playable until now)
+            log.warning("%s: replacing %s, the partial output of an earlier run that was killed",
+                        self.path, self.tmp_path.name)
+            discard(self.tmp_path)
         try:
-            self._container = av.open(str(self.tmp_path), "w", format=self.format)
+            self._container = av.open(str(self.tmp_path), "w", format=self.format,
+                                      options=_MUXER_OPTIONS.get(self.format, {}))
         except (av.FFmpegError, OSError) as exc:
             raise OutputError(f"{self.path}: cannot create {self.tmp_path.name} ({exc})") from None
         stream = self._container.add_stream(self.encoder, rate=self.fps)
@@ -397,6 +419,8 @@ class VideoFileSink(SinkNode):
         except OSError as exc:
             raise OutputError(f"{self.path}: write failed at frame {slot} ({exc.strerror or exc})") from None
         self._last_video_time = Fraction(slot + 1) / self.fps
+        if self._first_slot is None:
+            self._first_slot = slot
         self.frames_written += 1
 
     def _mux_video(self, packets) -> None:
@@ -455,6 +479,60 @@ class VideoFileSink(SinkNode):
         finally:
             self._container = None
 
+    def _rewrite_plain(self) -> None:
+        """Rewrite the finished fragmented MP4/MOV as a plain one: video packets copied from it,
+        audio and subtitles copied again from ``remux_from`` (a fragmented file cannot hold
+        their edit lists, such as AAC's priming delay, so its copies are a little off).
+
+        Fragments keep the file playable while it is written (kill -9, power loss); the
+        plain file has the index and edit lists players and tools expect. Costs one more
+        pass over the file and the space of a second copy until the rename.
+        """
+        import av
+
+        plain = self.tmp_path.with_name(f"{self.tmp_path.stem}.plain{self.tmp_path.suffix}")
+        remux = None
+        try:
+            with av.open(str(self.tmp_path), "r") as src, av.open(str(plain), "w", format=self.format) as dst:
+                vin = src.streams.video[0]
+                vout = dst.add_stream_from_template(vin)
+                vout.time_base = vin.time_base
+                # With B-frames (and audio) the fragments start the video at its decode delay
+                # instead of at the first slot: put the earliest frame back where it belongs.
+                first = min((pkt.pts for pkt in src.demux(vin) if pkt.pts is not None), default=None)
+                src.seek(0, stream=vin)
+                want = round(Fraction(self._first_slot) / self.fps / vin.time_base)
+                shift = 0 if first is None else first - want
+                if self.remux_from is not None:
+                    remux = _Remuxer(self.remux_from, dst, self._t0 or Fraction(0), self.path)
+                for pkt in src.demux(vin):
+                    if pkt.dts is None and pkt.pts is None:
+                        continue  # the demuxer's end-of-stream marker
+                    ts = pkt.dts if pkt.dts is not None else pkt.pts
+                    if remux is not None:
+                        remux.mux_until(dst, Fraction(ts - shift) * pkt.time_base)
+                    if shift:
+                        if pkt.pts is not None:
+                            pkt.pts -= shift
+                        if pkt.dts is not None:
+                            pkt.dts -= shift
+                    pkt.stream = vout
+                    dst.mux(pkt)
+                if remux is not None:
+                    limit = None if (self.outcome or "complete") == "complete" else self._last_video_time
+                    remux.mux_until(dst, limit)
+        except (av.FFmpegError, OSError) as exc:
+            discard(plain)
+            reason = getattr(exc, "strerror", None) or exc
+            raise OutputError(f"{self.path}: could not finish the file ({reason})") from None
+        except BaseException:
+            discard(plain)
+            raise
+        finally:
+            if remux is not None:
+                remux.close()
+        os.replace(plain, self.tmp_path)
+
     def _abandon(self) -> None:
         container, self._container = self._container, None
         if container is not None:
@@ -485,6 +563,8 @@ class VideoFileSink(SinkNode):
                 return
             try:
                 self._finalise()
+                if self.format in _WHILE_WRITING:
+                    self._rewrite_plain()
             except BaseException:
                 self._abandon()
                 raise

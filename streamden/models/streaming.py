@@ -118,8 +118,12 @@ class StreamingDenoiser:
 
     ``push`` a frame ``(3, H, W)`` in [0, 1] with its sigma (0-255) and get back the
     ``(index, denoised frame)`` pairs that became ready: the output of frame ``n - 2`` when
-    frame ``n`` arrives (look-ahead of 2 frames, none for the first two). ``finish`` ends the
-    sequence and returns the frames still held, reflecting the missing neighbours at the end;
+    frame ``n`` arrives (look-ahead of 2 frames, none for the first two). ``lookahead`` 1 or
+    0 (causal mode, for live feeds) outputs frame ``n - 1`` or ``n`` instead; the window's
+    missing future frames are then past frames reflected about frame ``n`` (at 1 the window
+    of ``t`` is ``t-2, t-1, t, t+1, t``; at 0 it is ``t-2, t-1, t, t-1, t-2``), which costs
+    one (look-ahead 1) or two (0) more stage-1 blocks per frame than the default 2.
+    ``finish`` ends the sequence and returns the frames still held, reflecting the missing neighbours at the end;
     the next ``push`` starts a new sequence. ``reset`` drops everything held without output
     (a scene cut after which the held frames are not wanted; call ``finish`` first to keep them).
     Indices count the frames pushed since construction, across sequences.
@@ -143,7 +147,10 @@ class StreamingDenoiser:
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: bool = False,
-                 aligner: "WindowAligner | None" = None):
+                 aligner: "WindowAligner | None" = None, lookahead: int = HALF):
+        if lookahead not in (0, 1, 2):
+            raise ValueError(f"StreamingDenoiser: lookahead must be 0, 1 or 2 frames, got {lookahead!r}")
+        self.lookahead = lookahead
         self.device = torch.device(device)
         self.aligner = aligner
         self.model = model.to(self.device).eval()
@@ -180,10 +187,11 @@ class StreamingDenoiser:
         self._frames[n] = padded
         self._sigmas[n] = float(sigma)
         self._count += 1
-        if n < HALF:
+        if n < self.lookahead:
             return []
-        # Frame n completes the window of n - 2; no end reflection is needed before finish().
-        return [self._output(n - HALF, length=None)]
+        # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
+        # past n are past frames reflected about n); no other reflection before finish().
+        return [self._output(n - self.lookahead, length=None)]
 
     def finish(self) -> list[tuple[int, torch.Tensor]]:
         """End the sequence: return the outputs still held (missing frames reflected) and start anew."""
@@ -193,9 +201,9 @@ class StreamingDenoiser:
         return ready
 
     def _output(self, t: int, length: int | None) -> tuple[int, torch.Tensor]:
-        # Before finish() the final length is unknown but at least t + 3, which gives the
-        # same reflection as any longer sequence.
-        idx = window_indices(t, length if length is not None else t + HALF + 1)
+        # Before finish() the final length is unknown but at least t + lookahead + 1; at the
+        # default look-ahead of 2 that gives the same reflection as any longer sequence.
+        idx = window_indices(t, length if length is not None else t + self.lookahead + 1)
         with torch.no_grad(), self._autocast():
             if self.aligner is not None:
                 middle = self._aligned_triplet_outputs(idx)

@@ -169,12 +169,13 @@ def make_val_set(clips: list[tuple[str, torch.Tensor]], sigma: float, frames: in
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, sampler: PatchSampler, noise_cfg, batches: int, batch: int,
-                          device: torch.device, seed: int = 0) -> torch.nn.Module:
+                          device: torch.device, seed: int = 0, aligner=None) -> torch.nn.Module:
     """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` batches.
 
     Training leaves exponential averages of the last few batches (momentum 0.1), which a few
     unusual batches can pull off; the exported weights get population statistics instead.
-    Runs in fp32, in place; returns the model in eval mode.
+    Runs in fp32, in place; returns the model in eval mode. With an ``aligner`` the windows
+    are aligned first, as in training.
 
     >>> recalibrate_batchnorm(model, sampler, cfg.noise, 200, 8, torch.device("cpu"))  # doctest: +SKIP
     """
@@ -188,6 +189,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, sampler: PatchSampler, noise_c
     for _ in range(batches):
         clean = sampler.sample(batch).to(device)
         noisy, nmap = synthesize(clean, noise_cfg, gen)
+        if aligner is not None:
+            noisy = align_windows(noisy.cpu(), aligner).to(device)
         model(noisy, nmap)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -367,7 +370,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         # on a copy: the checkpoint keeps the training state, so a resume is unaffected
         final = copy.deepcopy(model)
         recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
-        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4)
+        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, aligner)
     final_val = validate(final, val_set, cfg.val_sigma, device) if val_set else math.nan
     out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
     save_weights(final, out_path, _metadata(cfg, device, step, seconds, final_val, sampler))

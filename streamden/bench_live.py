@@ -1,0 +1,137 @@
+"""`streamden bench live`: latency, cadence and degraded share of the live pipeline per frame size.
+
+A clocked in-process camera (a rendered scene with Gaussian noise, sigma 25) delivers
+frames at ``fps`` in real time into a :class:`~streamden.live.LiveStream` with the
+surveillance preset's settings and the shipped model; the pacer's emissions go to a null
+output. Figures per size: frames in and out, how many went through each processing path
+(the degraded share is everything but ``full``), late/dropped/repeated, arrival->emission
+latency p50/p99, emission interval p99/max, and the path costs measured at calibration
+(``full`` is one output frame of the full path at the chosen look-ahead; ``-`` where the
+calibration had not finished when the run ended).
+Network decode is left out on purpose: it is the pacer and the degrade path that are timed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .graph.node import SourceNode
+from .io.frame import Frame
+
+__all__ = ["ClockedSource", "LiveBenchResult", "run_live_bench"]
+
+
+class ClockedSource(SourceNode):
+    """Yields ``frames`` (looped) at ``fps`` in real time, each stamped with its ``arrival``.
+
+    >>> src = ClockedSource(np.zeros((2, 8, 8, 3), np.uint8), fps=100, count=3)
+    >>> [f.index for f in src.generate()]
+    [0, 1, 2]
+    """
+
+    def __init__(self, frames: np.ndarray, fps: float, count: int | None = None) -> None:
+        super().__init__(name="clocked-source")
+        self.frames = frames
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.count = count
+
+    def generate(self) -> Iterator[Frame]:
+        """One frame per period until ``count`` frames or the run stops."""
+        start = time.monotonic()
+        period = 1.0 / float(self.fps)
+        index = 0
+        while self.count is None or index < self.count:
+            wait = start + index * period - time.monotonic()
+            if wait > 0 and self.wait_stopping(wait):
+                return
+            if self.stopping:
+                return
+            frame = Frame(image=self.frames[index % len(self.frames)], pts=index, time_base=1 / self.fps,
+                          index=index)
+            frame.arrival = time.monotonic()  # type: ignore[attr-defined]
+            yield frame
+            index += 1
+
+
+@dataclass
+class LiveBenchResult:
+    """One row of figures per frame size, plus the conditions."""
+
+    fps: float
+    seconds: float
+    device: str
+    hardware: str
+    threads: int
+    lookahead: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def format_table(self) -> str:
+        """Aligned text: one line per size."""
+        head = (f"streamden bench live: {self.fps:g} fps, {self.seconds:g} s per size, look-ahead "
+                f"{self.lookahead}, device {self.device} ({self.hardware}), {self.threads} threads")
+        cols = ["size", "in", "out", "full", "light2", "light4", "raw", "degraded %", "late", "dropped",
+                "repeated", "lat p50 ms", "lat p99 ms", "int p99 ms", "int max ms", "cost full/light2/light4 ms"]
+        lines = [head, "  ".join(cols)]
+        for r in self.rows:
+            cells = [r["size"], r["received"], r["emitted"], r["path_full"], r["path_light2"], r["path_light4"],
+                     r["path_raw"], f"{r['degraded_pct']:.1f}", r["late"], r["dropped"], r["repeated"],
+                     f"{r['latency_p50_ms']:.1f}", f"{r['latency_p99_ms']:.1f}", f"{r['interval_p99_ms']:.1f}",
+                     f"{r['interval_max_ms']:.1f}",
+                     "/".join(_ms(r["path_costs_ms"].get(p)) for p in ("full", "light2", "light4"))]
+            lines.append("  ".join(str(c).rjust(len(h)) for c, h in zip(cells, cols)))
+        return "\n".join(lines)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the result as JSON."""
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)), seconds: float = 20.0,
+                   fps: float = 25.0, device: str = "auto", lookahead: int = 1,
+                   model: str | None = None) -> LiveBenchResult:
+    """Run the live pipeline for ``seconds`` at each size and collect its figures.
+
+    >>> print(run_live_bench([(64, 48)], seconds=2).format_table())  # doctest: +SKIP
+    """
+    from .live import LiveSettings, LiveStream, SharedModel
+    from .models.registry import load_model
+    from .sample import render_scene
+    from .tensors import resolve_device
+
+    dev = resolve_device(device)
+    hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
+                             threads=torch.get_num_threads(), lookahead=lookahead)
+    shared = SharedModel(load_model(model, device=dev, allow_untrained=True), dev, amp=dev.type == "cuda")
+    rng = np.random.default_rng(0)
+    for width, height in sizes:
+        clean = render_scene(24, (width, height))
+        noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+        stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), shared, [],
+                            LiveSettings(lookahead=lookahead, sigma=25.0))
+        stream.start()
+        time.sleep(seconds)
+        stream.stop()
+        row = stream.summary()
+        row.pop("outputs", None)
+        row["size"] = f"{width}x{height}"
+        processed = sum(row[f"path_{p}"] for p in ("full", "light2", "light4", "raw"))
+        row["degraded_pct"] = 100.0 * row["degraded"] / processed if processed else 0.0
+        cost = stream.calibration.get("full")
+        row["full_cost_ms"] = None if cost is None else 1000 * cost
+        row["path_costs_ms"] = {k: 1000 * v for k, v in stream.calibration.items()}
+        result.rows.append(row)
+    return result

@@ -1,0 +1,714 @@
+"""Live jobs: camera feeds in, denoised feeds out at a constant rate with bounded latency.
+
+One :class:`LiveStream` per feed runs four kinds of thread::
+
+    source (LiveSource: reconnects) -> process (deadline-driven) -> pacer (one frame per period) -> outputs
+
+* **Source**: decodes and stamps each frame's arrival time; a small inbox between it and
+  the processor drops the oldest frame when the processor falls behind.
+* **Process**: picks, per frame, the best path that meets the frame's deadline
+  (:class:`~streamden.graph.pacer.DeadlineChooser`): ``full`` (the streaming network with a
+  look-ahead of 0, 1 or 2 frames), ``light2``/``light4`` (a single-frame pass of the network
+  at half or quarter resolution, upscaled) or ``raw`` (the frame as received). Path costs
+  are measured at the first frame (calibration) and tracked while running.
+* **Pacer**: emits exactly one frame per period (:class:`~streamden.graph.pacer.Pacer`),
+  repeating the last frame while nothing new is ready and sending a NO SIGNAL slate after
+  ``slate_after`` seconds without input.
+* **Outputs**: one writer thread each (:mod:`streamden.io.live_sink`), never blocking the pacer.
+
+A frame's deadline is its arrival time plus ``latency`` (default: look-ahead + 2 periods);
+the processor must finish it one period before that, the pacer emits it at the next tick.
+
+A :class:`LiveJob` runs several streams in one process with one loaded model (calls are
+serialised by a lock; see :class:`SharedModel`), prints ``--stats`` lines and serves the
+counters in the Prometheus text format (:class:`MetricsServer`).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .graph.node import SourceNode
+from .graph.pacer import PATHS, DeadlineChooser, LiveCounters, Pacer
+from .io.live import Backoff, LiveSource
+from .io.live_sink import LiveOutput, open_output
+from .models.fastdvdnet import crop_to, pad_to_multiple
+from .models.streaming import StreamingDenoiser
+from .noise.estimate import SigmaTracker, estimate_sigma
+from .tensors import image_to_tensor, tensor_to_image
+
+__all__ = ["LiveSettings", "SharedModel", "LiveStream", "LiveJob", "MetricsServer", "format_stats",
+           "prometheus_text"]
+
+log = logging.getLogger(__name__)
+
+#: Stage-1 plus stage-2 block calls per output frame of the full path, by look-ahead.
+BLOCKS_PER_FRAME = {2: 2, 1: 3, 0: 4}
+
+
+@dataclass
+class LiveSettings:
+    """How one live stream is run (the ``live`` section of a config, plus run options).
+
+    ``fps`` None takes the source's nominal rate. ``latency`` None means
+    ``(lookahead + 2) / fps``. ``sigma`` None estimates the noise per frame.
+
+    >>> LiveSettings().lookahead
+    1
+    """
+
+    lookahead: int = 1
+    fps: Fraction | None = None
+    latency: float | None = None
+    sigma: float | None = None
+    smoothing: float = 0.8
+    open_timeout: float = 5.0
+    read_timeout: float = 2.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 10.0
+    slate_after: float = 3.0
+    max_backlog: int = 2
+    paths: tuple[str, ...] = PATHS
+    encoder_preset: str = "veryfast"
+    crf: int = 23
+    segment_seconds: float = 60.0
+    segment_keep: int = 0
+    hls_seconds: float = 2.0
+
+    def check(self) -> None:
+        """Raise ConfigError for values out of range."""
+        if self.lookahead not in (0, 1, 2):
+            raise ConfigError(f"live.lookahead must be 0, 1 or 2 frames, got {self.lookahead!r}")
+        if self.latency is not None and self.latency <= 0:
+            raise ConfigError(f"live.latency must be positive seconds, got {self.latency!r}")
+        unknown = [p for p in self.paths if p not in PATHS]
+        if unknown or "raw" not in self.paths:
+            raise ConfigError(f"live.paths must be a subset of {', '.join(PATHS)} that includes raw, "
+                              f"got {list(self.paths)}")
+
+
+class SharedModel:
+    """One loaded network shared by every stream of a job; ``lock`` serialises its calls.
+
+    On a CPU two streams running the network at once only split the same cores, so calls
+    take turns; each stream keeps its own stage-1 cache in its own StreamingDenoiser.
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> shared = SharedModel(FastDVDnet(), torch.device("cpu"))
+    >>> shared.single_frame(torch.rand(3, 16, 16), 20.0, scale=2).shape
+    torch.Size([3, 16, 16])
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = False) -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.amp = amp
+        self.lock = threading.Lock()
+
+    def engine(self, lookahead: int) -> StreamingDenoiser:
+        """A per-stream streaming engine over the shared network."""
+        return StreamingDenoiser(self.model, device=self.device, amp=self.amp, lookahead=lookahead)
+
+    def single_frame(self, image: torch.Tensor, sigma: float, scale: int) -> torch.Tensor:
+        """The network on a window of one frame repeated, at ``1/scale`` resolution, upscaled back."""
+        height, width = image.shape[-2:]
+        small = image.unsqueeze(0)
+        if scale > 1:
+            small = F.interpolate(small, scale_factor=1 / scale, mode="area")
+        padded, size = pad_to_multiple(small[0])
+        noise = torch.full((1, 1, *padded.shape[-2:]), sigma / 255.0, device=padded.device)
+        with self.lock, torch.no_grad():
+            triplet = padded.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0)   # (1, 3, 3, H, W)
+            middle = self.model.stage1(triplet, noise)[0]
+            out = self.model.stage2(middle.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0), noise)[0]
+        out = crop_to(out.float(), size)
+        if scale > 1:
+            out = F.interpolate(out.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
+        return out.clamp(0.0, 1.0)
+
+
+class _Inbox:
+    """Frames between the source and the processor: bounded, drops the oldest when full."""
+
+    def __init__(self, size: int, counters: LiveCounters) -> None:
+        self.items: queue.Queue[Any] = queue.Queue()
+        self.size = size
+        self.counters = counters
+        self.lock = threading.Lock()
+
+    def put(self, item: Any) -> None:
+        with self.lock:
+            while self.items.qsize() >= self.size:
+                try:
+                    dropped = self.items.get_nowait()
+                except queue.Empty:
+                    break
+                if dropped is not _RESTART:
+                    self.counters.dropped += 1
+            self.items.put(item)
+
+    def get(self, timeout: float) -> Any:
+        return self.items.get(timeout=timeout)
+
+
+_RESTART = object()  # the source reconnected: the temporal window starts again
+
+
+class LiveStream:
+    """One feed: source -> processor -> pacer -> outputs (see the module docstring).
+
+    ``source`` is a :class:`LiveSource` (or any SourceNode whose frames carry an
+    ``arrival`` attribute and that exposes ``fps`` once it yields); ``outputs`` are
+    destination strings for :func:`~streamden.io.live_sink.open_output` or ready
+    :class:`LiveOutput` objects; ``on_emit(image, slot, now)`` is an extra pacer callback.
+    Outputs are opened when the first frame gives the size. :meth:`start`, then
+    :meth:`stop`; ``counters`` holds the figures, :meth:`summary` a flat dict of them.
+
+    >>> stream = LiveStream("s0", LiveSource("udp://127.0.0.1:5000"), shared, ["rec/"])  # doctest: +SKIP
+    >>> stream.start(); time.sleep(10); stream.stop(); stream.summary()["emitted"]  # doctest: +SKIP
+    250
+    """
+
+    def __init__(self, name: str, source: SourceNode, shared: SharedModel,
+                 outputs: Sequence[str | LiveOutput] = (), settings: LiveSettings | None = None,
+                 on_emit: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+        self.name = name
+        self.source = source
+        self.shared = shared
+        self.settings = settings or LiveSettings()
+        self.settings.check()
+        self.output_specs = list(outputs)
+        self.outputs: list[LiveOutput] = []
+        self.on_emit = on_emit
+        self.counters = LiveCounters()
+        self.chooser = DeadlineChooser()
+        self.calibration: dict[str, float] = {}   # path -> seconds measured at the first frame
+        self.pacer: Pacer | None = None
+        self.fps: Fraction | None = self.settings.fps
+        self.size: tuple[int, int] | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._inbox = _Inbox(4, self.counters)
+        self._threads: list[threading.Thread] = []
+        self._engine = shared.engine(self.settings.lookahead)
+        self._pending: list[Any] = []     # frames pushed into the engine, output not out yet
+        self._tracker = SigmaTracker(self.settings.smoothing)
+        self._calibrated: tuple[int, int] | None = None
+        self._started_outputs = threading.Event()
+        if isinstance(source, LiveSource):
+            chained = source.on_event
+
+            def on_event(kind: str, detail: Any) -> None:
+                self._source_event(kind, detail)
+                if chained is not None:
+                    chained(kind, detail)
+            source.on_event = on_event
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the source and processor threads (the pacer starts with the first frame)."""
+        self.source._stop_event = self._stop  # lets LiveSource's backoff sleeps wake at stop()
+        for target, label in ((self._ingest, "source"), (self._process, "process")):
+            thread = threading.Thread(target=self._guard(target), name=f"{self.name} {label}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every thread of the stream, finalise the outputs; re-raise a thread's error."""
+        self._stop.set()
+        if self.pacer is not None:
+            try:
+                self.pacer.stop()
+            except BaseException as exc:  # noqa: BLE001
+                self.error = self.error or exc
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):  # the processor may add a calibration thread meanwhile
+            thread.join(max(0.1, deadline - time.monotonic()))
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        for thread in self._threads:
+            if thread.name.endswith("calibrate"):
+                thread.join()   # inside one network call: bounded, and torch must not be torn down under it
+        for output in self.outputs:
+            output.close()
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001
+            log.debug("%s: closing the source failed", self.name, exc_info=True)
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The stream's own threads (for leak checks)."""
+        return list(self._threads)
+
+    def summary(self) -> dict[str, Any]:
+        """Counters plus outputs' figures as one flat dict."""
+        data: dict[str, Any] = {"stream": self.name, **self.counters.summary()}
+        data["fps"] = float(self.fps) if self.fps else None
+        data["outputs"] = [o.stats() for o in self.outputs]
+        return data
+
+    def wait_emitted(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` frames went out (True) or ``timeout`` passed (False)."""
+        end = time.monotonic() + timeout
+        while self.pacer is None:
+            if time.monotonic() > end or self._stop.is_set():
+                return False
+            time.sleep(0.01)
+        return self.pacer.wait_emitted(count, max(0.0, end - time.monotonic()))
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()
+                log.exception("%s: %s failed", self.name, fn.__name__)
+                self.error = self.error or exc
+                self._stop.set()
+        return run
+
+    def _source_event(self, kind: str, detail: Any) -> None:
+        if kind == "connected":
+            self.counters.source_up = True
+            if detail > 1:
+                self.counters.reconnects += 1
+        elif kind == "disconnected":
+            self.counters.source_up = False
+            self._inbox.put(_RESTART)
+
+    # -- source thread -------------------------------------------------------------------
+    def _ingest(self) -> None:
+        frames = self.source.generate()
+        try:
+            for frame in frames:
+                if self._stop.is_set():
+                    break
+                if not hasattr(frame, "arrival"):
+                    frame.arrival = time.monotonic()
+                self.counters.received += 1
+                self.counters.source_up = True
+                if self.pacer is not None:
+                    self.pacer.mark_input(frame.arrival)
+                self._inbox.put(frame)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    # -- processor thread ----------------------------------------------------------------
+    def _process(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._inbox.get(timeout=0.02)
+            except queue.Empty:
+                self._expire_pending()
+                continue
+            if item is _RESTART:
+                self._degrade_pending()
+                continue
+            self._handle(item)
+        self._pending.clear()
+
+    def _start_pacer(self, frame: Any) -> None:
+        self.size = (frame.width, frame.height)
+        if self.fps is None:
+            self.fps = Fraction(getattr(self.source, "fps", None) or 25).limit_denominator(1001)
+        period = 1.0 / float(self.fps)
+        s = self.settings
+        latency = s.latency if s.latency is not None else (s.lookahead + 2) * period
+        self.latency = latency
+        for spec in self.output_specs:
+            out = spec if isinstance(spec, LiveOutput) else open_output(
+                spec, fps=self.fps, size=self.size, preset=s.encoder_preset, crf=s.crf,
+                segment_seconds=s.segment_seconds, keep=s.segment_keep, hls_seconds=s.hls_seconds)
+            out.start()
+            self.outputs.append(out)
+        self.pacer = Pacer(period, self._emit, deadline=latency, max_backlog=s.max_backlog,
+                           slate_after=s.slate_after, counters=self.counters, name=f"{self.name} pacer")
+        self.pacer.mark_input(frame.arrival)
+        self.pacer.start()
+        self._threads.append(self.pacer._thread)
+
+    def _emit(self, image: np.ndarray, slot: int, now: float) -> None:
+        for output in self.outputs:
+            output.offer(image, slot)
+        if self.on_emit is not None:
+            self.on_emit(image, slot, now)
+
+    def _handle(self, frame: Any) -> None:
+        if self.pacer is None:
+            self._start_pacer(frame)
+        if (frame.width, frame.height) != self._calibrated:
+            self._degrade_pending()
+            self._start_calibration(frame)
+        period = self.pacer.period
+        lookahead = self.settings.lookahead
+        full_allowed = "full" in self.settings.paths
+        # Even at best a full output waits `lookahead` periods for its future frames.
+        budget = self.latency - period - lookahead * period
+        if not (full_allowed and self.chooser.fits("full", budget)):
+            self._degrade_pending()
+            self._cheap(frame)
+            return
+        # The frame this push would output: the oldest held one, or this one at look-ahead 0.
+        if lookahead == 0:
+            target = frame
+        else:
+            target = self._pending[0] if len(self._pending) >= lookahead else None
+        if target is not None and not self.chooser.fits("full", self._deadline(target) - time.monotonic()):
+            self._degrade_pending()   # a backlog: the held frames go out the cheap way, the window restarts
+            if target is frame:
+                self._cheap(frame)
+                return
+        self._pending.append(frame)
+        start = time.monotonic()
+        tensor = self._prepare(frame)
+        with self.shared.lock:
+            ready = self._engine.push(tensor, frame.sigma)
+        for _, image in ready:
+            done = self._pending.pop(0)
+            self._submit(done, image, "full")   # the download waits for the device: timed too
+        if ready:
+            self.chooser.record("full", time.monotonic() - start)
+
+    def _prepare(self, frame: Any) -> torch.Tensor:
+        """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed)."""
+        tensor = getattr(frame, "tensor", None)
+        if tensor is None:
+            tensor = frame.tensor = image_to_tensor(frame.image, self.shared.device)
+        if frame.sigma is None:
+            frame.sigma = (self.settings.sigma if self.settings.sigma is not None
+                           else self._tracker.update(estimate_sigma(tensor)))
+        return tensor
+
+    def _deadline(self, frame: Any) -> float:
+        """When ``frame`` must be processed: its emission bound minus one period for the tick."""
+        return frame.arrival + self.latency - self.pacer.period
+
+    def _expire_pending(self) -> None:
+        """The input went quiet with frames held for their look-ahead: send them before they are late."""
+        if self._pending and time.monotonic() >= self._deadline(self._pending[0]) - self.pacer.period / 2:
+            self._degrade_pending()
+
+    def _degrade_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._engine.reset()
+        for frame in pending:
+            self._cheap(frame)
+
+    def _cheap(self, frame: Any) -> None:
+        allowed = [p for p in self.settings.paths if p != "full"]
+        path = self.chooser.choose(self._deadline(frame) - time.monotonic(), allowed)
+        if path == "raw":
+            self.pacer.submit(frame.image, frame.arrival, "raw")
+            return
+        start = time.monotonic()
+        tensor = self._prepare(frame)
+        image = self.shared.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
+        self._submit(frame, image, path)
+        self.chooser.record(path, time.monotonic() - start)
+
+    def _submit(self, frame: Any, image: torch.Tensor, path: str) -> None:
+        self.pacer.submit(tensor_to_image(image, np.uint8), frame.arrival, path)
+
+    def _start_calibration(self, frame: Any) -> None:
+        """Measure the paths' costs at this frame size in the background; until then frames go raw."""
+        self._calibrated = (frame.width, frame.height)
+        self.chooser = DeadlineChooser()
+        thread = threading.Thread(target=self._guard(lambda: self._calibrate(frame.image, self.chooser)),
+                                  name=f"{self.name} calibrate", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _calibrate(self, image: np.ndarray, chooser: DeadlineChooser) -> None:
+        """Time each path once (after a warm-up run), then publish the estimates all at once
+        (a network path used meanwhile would wait for the model lock behind the calibration)."""
+        tensor = image_to_tensor(image, self.shared.device)
+        sigma = self.settings.sigma or 25.0
+        for path, scale in (("light4", 4), ("light2", 2), ("full", 1)):
+            if path not in self.settings.paths:
+                continue
+            self.shared.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
+            if self._stop.is_set():
+                return
+            start = time.monotonic()
+            tensor_to_image(self.shared.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
+            seconds = time.monotonic() - start
+            # A single-frame pass is two blocks; the full path costs BLOCKS_PER_FRAME blocks.
+            if path == "full":
+                seconds *= BLOCKS_PER_FRAME[self.settings.lookahead] / 2
+            self.calibration[path] = seconds
+            log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
+                     image.shape[1], image.shape[0])
+            if self._stop.is_set():
+                return
+        for path, seconds in self.calibration.items():
+            chooser.record(path, seconds)
+
+
+class LiveJob:
+    """Several live streams in one process over one :class:`SharedModel`.
+
+    ``sources`` are URLs (each opened as a :class:`LiveSource`) or SourceNodes;
+    ``outputs[i]`` lists stream ``i``'s destinations. :meth:`run` starts everything, prints
+    a stats line per stream every ``stats_every`` seconds through ``print_fn`` (if given),
+    serves metrics on ``metrics_port`` (if given) and returns after ``duration`` seconds or
+    when :meth:`stop` is called (Ctrl-C), with one summary dict per stream.
+
+    >>> job = LiveJob(["udp://127.0.0.1:5000"], [["rec/"]], shared)  # doctest: +SKIP
+    >>> job.run(duration=10)[0]["emitted"]  # doctest: +SKIP
+    250
+    """
+
+    def __init__(self, sources: Sequence[str | SourceNode], outputs: Sequence[Sequence[str | LiveOutput]],
+                 shared: SharedModel, settings: LiveSettings | None = None,
+                 metrics_port: int | None = None) -> None:
+        if len(outputs) != len(sources):
+            raise ConfigError(f"{len(sources)} sources but {len(outputs)} output lists")
+        self.settings = settings or LiveSettings()
+        self.settings.check()
+        s = self.settings
+        self.streams: list[LiveStream] = []
+        for i, (src, outs) in enumerate(zip(sources, outputs)):
+            if isinstance(src, str):
+                src = LiveSource(src, open_timeout=s.open_timeout, read_timeout=s.read_timeout,
+                                 backoff=Backoff(s.backoff_base, s.backoff_cap))
+            self.streams.append(LiveStream(f"stream{i}", src, shared, outs, _copy(s)))
+        self.metrics_port = metrics_port
+        self.server: MetricsServer | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def run(self, duration: float | None = None, stats_every: float | None = None,
+            print_fn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """Run the streams (see the class docstring); returns one summary dict per stream."""
+        if self.metrics_port is not None:
+            self.server = MetricsServer(self.streams, self.metrics_port)
+            self.server.start()
+            if print_fn is not None:
+                print_fn(f"metrics: http://127.0.0.1:{self.server.port}/metrics")
+        for stream in self.streams:
+            stream.start()
+        end = None if duration is None else time.monotonic() + duration
+        next_stats = time.monotonic() + (stats_every or 0)
+        try:
+            while not self._stop.is_set():
+                if end is not None and time.monotonic() >= end:
+                    break
+                if any(st.error is not None for st in self.streams):
+                    break
+                self._stop.wait(0.2)
+                if stats_every and print_fn and time.monotonic() >= next_stats:
+                    print_fn(format_stats(self.streams))
+                    next_stats += stats_every
+        finally:
+            errors = []
+            for stream in self.streams:
+                try:
+                    stream.stop()
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+            if self.server is not None:
+                self.server.stop()
+        if errors:
+            raise errors[0]
+        return [st.summary() for st in self.streams]
+
+
+def _copy(settings: LiveSettings) -> LiveSettings:
+    from dataclasses import replace
+
+    return replace(settings)
+
+
+def format_stats(streams: Iterable[LiveStream]) -> str:
+    """One line per stream: emitted, paths, late/dropped/repeated, latency p50/p99, cadence p99.
+
+    >>> format_stats([])
+    ''
+    """
+    lines = []
+    for st in streams:
+        s = st.counters.summary()
+        paths = " ".join(f"{p} {s['path_' + p]}" for p in PATHS)
+        lines.append(f"{st.name}: {'up' if st.counters.source_up else 'DOWN'} out {s['emitted']} "
+                     f"in {s['received']} | {paths} | late {s['late']} dropped {s['dropped']} "
+                     f"repeated {s['repeated']} (slate {s['slate']}) reconnects {s['reconnects']} | "
+                     f"latency p50 {s['latency_p50_ms']:.0f} ms p99 {s['latency_p99_ms']:.0f} ms | "
+                     f"interval p99 {s['interval_p99_ms']:.1f} ms")
+    return "\n".join(lines)
+
+
+def prometheus_text(streams: Iterable[LiveStream]) -> str:
+    """The counters of ``streams`` in the Prometheus text exposition format (version 0.0.4).
+
+    >>> print(prometheus_text([]).splitlines()[0])
+    # HELP streamden_frames_emitted_total Frames sent to the outputs (one per period).
+    """
+    streams = list(streams)
+    metrics = [
+        ("frames_emitted_total", "counter", "Frames sent to the outputs (one per period).", "emitted"),
+        ("frames_received_total", "counter", "Frames decoded from the source.", "received"),
+        ("frames_late_total", "counter", "Frames emitted after their deadline.", "late"),
+        ("frames_dropped_total", "counter", "Input frames that never reached the output.", "dropped"),
+        ("frames_repeated_total", "counter", "Periods that repeated the last frame or the slate.", "repeated"),
+        ("frames_slate_total", "counter", "Periods that sent the NO SIGNAL slate.", "slate"),
+        ("frames_degraded_total", "counter", "Frames processed by a cheaper path than the full network.",
+         "degraded"),
+        ("reconnects_total", "counter", "Successful re-opens of the source.", "reconnects"),
+    ]
+    lines: list[str] = []
+    summaries = [(st.name, st.counters.summary(), st.counters) for st in streams]
+    for name, kind, help_text, key in metrics:
+        lines += [f"# HELP streamden_{name} {help_text}", f"# TYPE streamden_{name} {kind}"]
+        lines += [f'streamden_{name}{{stream="{sname}"}} {s[key]}' for sname, s, _ in summaries]
+    lines += ["# HELP streamden_frames_path_total Frames by processing path.",
+              "# TYPE streamden_frames_path_total counter"]
+    for sname, s, _ in summaries:
+        lines += [f'streamden_frames_path_total{{stream="{sname}",path="{p}"}} {s["path_" + p]}' for p in PATHS]
+    lines += ["# HELP streamden_latency_seconds Arrival to emission latency.",
+              "# TYPE streamden_latency_seconds summary"]
+    for sname, s, c in summaries:
+        for q in (0.5, 0.99):
+            lines.append(f'streamden_latency_seconds{{stream="{sname}",quantile="{q}"}} {c.latency(q * 100):.6f}')
+        lines.append(f'streamden_latency_seconds_count{{stream="{sname}"}} {len(c.latencies)}')
+    lines += ["# HELP streamden_source_up Whether the source is connected.", "# TYPE streamden_source_up gauge"]
+    lines += [f'streamden_source_up{{stream="{sname}"}} {int(c.source_up)}' for sname, _, c in summaries]
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """A tiny HTTP server answering ``GET /metrics`` with :func:`prometheus_text`.
+
+    ``port`` 0 picks a free port (read ``port`` after :meth:`start`). Listens on
+    ``host`` (default 127.0.0.1; give 0.0.0.0 to expose it).
+
+    >>> server = MetricsServer([], 0); server.start(); server.port > 0
+    True
+    >>> server.stop()
+    """
+
+    def __init__(self, streams: Sequence[LiveStream], port: int, host: str = "127.0.0.1") -> None:
+        self.streams = streams
+        streams_ref = streams
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served")
+                    return
+                body = prometheus_text(streams_ref).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def settings_from_config(config: Any) -> LiveSettings:
+    """The :class:`LiveSettings` of a :class:`~streamden.config.DenoiseConfig` (its ``live``,
+    ``noise`` and ``encode`` sections).
+
+    >>> from streamden.config import make_config
+    >>> settings_from_config(make_config("surveillance")).lookahead
+    1
+    """
+    from .pipeline import parse_fps, parse_sigma
+
+    live = config.live
+    settings = LiveSettings(
+        lookahead=live.lookahead, fps=parse_fps(config.encode.fps), latency=live.latency,
+        sigma=parse_sigma(config.noise.sigma), smoothing=config.noise.smoothing,
+        open_timeout=live.open_timeout, read_timeout=live.read_timeout, backoff_base=live.backoff_base,
+        backoff_cap=live.backoff_cap, slate_after=live.slate_after, paths=tuple(live.paths),
+        encoder_preset=config.encode.preset, crf=config.encode.crf, segment_seconds=live.segment_seconds,
+        segment_keep=live.segment_keep, hls_seconds=live.hls_seconds)
+    settings.check()
+    return settings
+
+
+def expand_outputs(sources: Sequence[str], outputs: Sequence[str]) -> list[list[str]]:
+    """Each source's destinations: with several sources every output must hold ``{stream}``,
+    which becomes the stream's number.
+
+    >>> expand_outputs(["udp://a", "udp://b"], ["rec/cam{stream}/"])
+    [['rec/cam0/'], ['rec/cam1/']]
+    """
+    if len(sources) > 1:
+        missing = [o for o in outputs if "{stream}" not in o]
+        if missing:
+            raise ConfigError(f"with {len(sources)} sources every --out needs a {{stream}} placeholder "
+                              f"(got {missing[0]!r})")
+    return [[o.replace("{stream}", str(i)) for o in outputs] for i in range(len(sources))]
+
+
+def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, preset: str | None = "surveillance",
+             config_file: str | None = None, overrides: Iterable[str] = (), duration: float | None = None,
+             metrics_port: int | None = None, stats_every: float | None = None,
+             print_fn: Callable[[str], None] | None = None, on_job: Callable[[LiveJob], None] | None = None,
+             **options: Any) -> list[dict[str, Any]]:
+    """Denoise live feeds until ``duration`` seconds pass or the job is stopped (Ctrl-C).
+
+    ``options`` are the shortcuts of :func:`streamden.config.make_config` (``sigma``,
+    ``model``, ``device``, ``fps``...). Outputs are checked before anything connects.
+    ``on_job(job)`` receives the :class:`LiveJob` before it runs (to stop it from elsewhere).
+    Returns one summary dict per stream.
+
+    >>> run_live(["rtsp://cam/stream"], ["rec/"], duration=60, sigma=20)  # doctest: +SKIP
+    """
+    from pathlib import Path
+
+    from .config import make_config
+    from .models.registry import load_model
+    from .tensors import resolve_device
+
+    config = make_config(preset, config_file, overrides, **options)
+    settings = settings_from_config(config)
+    per_stream = expand_outputs([str(s) for s in sources], outputs)
+    for outs in per_stream:
+        for out in outs:  # fail early on a bad destination, before loading the model or connecting
+            if "://" not in out and ("%" in out or out.endswith("/")):  # a recording folder
+                Path(out if out.endswith("/") else Path(out).parent).mkdir(parents=True, exist_ok=True)
+            open_output(out, fps=settings.fps or 25, size=(64, 48))
+    device = resolve_device(config.model.device)
+    shared = SharedModel(load_model(config.model.name, device=device), device, amp=config.model.amp)
+    job = LiveJob(sources, per_stream, shared, settings, metrics_port=metrics_port)
+    if on_job is not None:
+        on_job(job)
+    return job.run(duration=duration, stats_every=stats_every, print_fn=print_fn)

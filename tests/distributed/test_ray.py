@@ -1,0 +1,166 @@
+"""Issue 9: Ray runs on a local Ray are exact (decoded frames equal a single-process run,
+FFV1 so equality is exact), survive a killed task, resume from the manifest, and run a batch
+with one report."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install -e '.[test]' (or '.[distributed]')")
+
+from streamden.api import denoise_video  # noqa: E402
+from streamden.cli import main  # noqa: E402
+from streamden.config import make_config  # noqa: E402
+from streamden.distributed import denoise_batch, denoise_on_ray, verify  # noqa: E402
+from streamden.errors import Cancelled  # noqa: E402
+from streamden.segments import work_dir  # noqa: E402
+from tests.media import make_text_file, make_video, packet_stats, read_frames  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+FRAMES, SIZE = 24, (64, 48)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module; workers import tests.* through PYTHONPATH. Ray's driver
+    leaves a SIGTERM handler and environment variables behind: both are put back after."""
+    environ, sigterm = dict(os.environ), signal.getsignal(signal.SIGTERM)
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ray")
+    return make_video(folder / "in.mp4", frames=FRAMES, size=SIZE, gop=4, audio="aac")
+
+
+def _config(weights, sigma="20", segment_frames=8):
+    return make_config(None, codec="ffv1", segment_frames=segment_frames, model=str(weights), sigma=sigma)
+
+
+@functools.lru_cache(maxsize=None)
+def _single_process(src: Path, weights: Path, sigma: str) -> tuple[list[np.ndarray], list]:
+    """Decoded frames and audio packets of an ordinary single-process run (computed once)."""
+    out = src.with_name(f"whole_{sigma}.mkv")
+    denoise_video(src, out, preset=None, codec="ffv1", model=str(weights), sigma=sigma, handle_signals=False)
+    return read_frames(out), _audio(out)
+
+
+def _audio(path: Path) -> list[tuple[float | None, int]]:
+    # (pts, size): the join gives the pre-roll packet its duration where a single-process run
+    # writes 0 (a detail of streamden.segments.join_segments, the same with --resume)
+    return [(pts, size) for pts, _, size in packet_stats(path)["audio"]]
+
+
+def _assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want) == FRAMES
+    differ = [i for i, (a, b) in enumerate(zip(got, want)) if not np.array_equal(a, b)]
+    assert not differ, f"frames {differ} differ from the single-process run"
+
+
+@pytest.mark.parametrize("sigma", ["20", "auto"])
+def test_ray_output_equals_single_process(local_ray, clip, random_weights, tmp_path, sigma):
+    out = tmp_path / "out.mkv"
+    result = denoise_on_ray(clip, out, config=_config(random_weights, sigma))
+    assert (result.segments, result.segments_done, result.segments_skipped) == (3, 3, 0)
+    assert result.frames == FRAMES
+    _assert_same(read_frames(out), _single_process(clip, random_weights, sigma)[0])
+    assert _audio(out) == _single_process(clip, random_weights, sigma)[1]  # remuxed once, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]  # work folder removed
+    assert verify(out, clip).ok
+
+
+def _crash_once(marker: str, number: int, frames: int) -> None:
+    """Runs inside the task after each frame written: the first attempt of segment 1 kills its
+    worker process midway, after 3 frames went into the segment's file."""
+    if number == 1 and frames == 3 and os.path.exists(marker):
+        os.rename(marker, marker + ".done")
+        os._exit(1)
+
+
+def test_killed_task_is_retried_and_output_is_exact(local_ray, clip, random_weights, tmp_path):
+    marker = tmp_path / "crash-once"
+    marker.touch()
+    out = tmp_path / "out.mkv"
+    result = denoise_on_ray(clip, out, config=_config(random_weights), max_retries=2,
+                            in_task=functools.partial(_crash_once, str(marker)))
+    assert Path(f"{marker}.done").exists(), "the task never crashed"
+    assert result.segments_done == 3
+    _assert_same(read_frames(out), _single_process(clip, random_weights, "20")[0])
+
+
+def test_restarted_job_resumes_from_the_manifest(local_ray, clip, random_weights, tmp_path):
+    out = tmp_path / "out.mkv"
+    config = _config(random_weights, "auto")
+
+    def interrupt(job, number: int) -> None:
+        raise KeyboardInterrupt
+    with pytest.raises(Cancelled, match="rerun"):
+        denoise_on_ray(clip, out, config=config, workers=1, on_segment=interrupt)
+    folder = work_dir(out)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert list(manifest["segments"]) == ["0"] and not out.exists()
+    assert not verify(out).ok  # unfinished: segments 1 and 2 are not done
+    result = denoise_on_ray(clip, out, config=config)
+    assert (result.segments_skipped, result.segments_done) == (1, 2)
+    assert not folder.exists()
+    _assert_same(read_frames(out), _single_process(clip, random_weights, "auto")[0])
+
+
+def test_verify_finds_a_damaged_segment(local_ray, clip, random_weights, tmp_path):
+    out = tmp_path / "out.mkv"
+
+    def interrupt(job, number: int) -> None:
+        raise KeyboardInterrupt
+    with pytest.raises(Cancelled):
+        denoise_on_ray(clip, out, config=_config(random_weights), workers=1, on_segment=interrupt)
+    segment = work_dir(out) / "seg_00000.mkv"
+    segment.write_bytes(segment.read_bytes()[:-10])
+    report = verify(out)
+    assert any("checksum" in p for p in report.problems)
+    result = denoise_on_ray(clip, out, config=_config(random_weights))  # the damaged one is redone
+    assert (result.segments_skipped, result.segments_done) == (0, 3)
+
+
+def test_batch_of_several_files_gives_one_report(local_ray, random_weights, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for n in range(3):
+        make_video(inputs / f"clip{n}.mp4", frames=12, size=SIZE, gop=4, seed=n)
+    make_text_file(inputs / "broken.mp4")
+    report = denoise_batch([inputs / "clip0.mp4", str(inputs / "clip[12].mp4"), inputs / "broken.mp4"],
+                           tmp_path / "out", config=_config(random_weights), suffix=".mkv")
+    assert [Path(j.src).name for j in report.jobs] == ["clip0.mp4", "clip1.mp4", "clip2.mp4", "broken.mp4"]
+    assert [j.ok for j in report.jobs] == [True, True, True, False]
+    assert "broken.mp4" in report.jobs[-1].error
+    assert all(j.frames == 12 and j.segments == 2 for j in report.jobs[:3])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip0.mkv", "clip1.mkv", "clip2.mkv"]
+    assert "3 of 4 videos written, 36 frames" in report.format_table()
+    again = denoise_batch([inputs], tmp_path / "out", config=_config(random_weights), suffix=".mkv")
+    assert [(j.skipped, j.ok) for j in again.jobs] == [(False, False)] + [(True, True)] * 3  # broken.mp4 first
+
+
+def test_cli_denoise_and_batch_with_ray(local_ray, clip, random_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths: tasks must not depend on the driver's folder
+    shutil.copy(clip, "in.mp4")
+    shutil.copy(random_weights, "w.safetensors")
+    common = ["--model", "w.safetensors", "--sigma", "20", "--codec", "ffv1", "--set", "job.segment_frames=8"]
+    assert main(["denoise", "in.mp4", "-o", "out.mkv", "--ray", "--no-progress", *common]) == 0
+    _assert_same(read_frames("out.mkv"), _single_process(clip, random_weights, "20")[0])
+    assert main(["verify", "out.mkv", "--source", "in.mp4"]) == 0
+    assert main(["batch", "in.mp4", "--out", "batch", "--ray", "--ext", ".mkv", *common]) == 0
+    assert "1 of 1 videos written" in capsys.readouterr().out
+    assert Path("batch/in.mkv").is_file()

@@ -1,0 +1,98 @@
+"""Several streams in one process over one model, the Prometheus endpoint, and `streamden live`."""
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+
+from streamden.cli import main
+from streamden.live import LiveJob, LiveSettings, prometheus_text
+from tests.live.conftest import free_port, wait_threads_gone
+
+
+def test_two_streams_share_one_model_and_serve_metrics(feeder, shared_model):
+    before = set(threading.enumerate())
+    ports = [free_port(socket.SOCK_DGRAM) for _ in range(2)]
+    for port in ports:
+        feeder("udp", f"127.0.0.1:{port}", "--fps", "10", "--seconds", "8")
+    job = LiveJob([f"udp://127.0.0.1:{p}" for p in ports], [[], []], shared_model,
+                  LiveSettings(read_timeout=2.0), metrics_port=0)
+    lines: list[str] = []
+    scraped: list[str] = []
+
+    def scrape() -> None:
+        while not all(st.counters.emitted >= 20 for st in job.streams):
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{job.server.port}/metrics", timeout=5) as response:
+            scraped.append(response.read().decode())
+        job.stop()
+    threading.Thread(target=scrape, daemon=True).start()
+    summaries = job.run(duration=20, stats_every=0.5, print_fn=lines.append)
+    assert [s["stream"] for s in summaries] == ["stream0", "stream1"]
+    assert all(s["emitted"] >= 20 and s["received"] >= 10 for s in summaries)
+    assert all(st.shared is shared_model for st in job.streams)
+    text = scraped[0]
+    for name in ("stream0", "stream1"):
+        assert f'streamden_frames_emitted_total{{stream="{name}"}}' in text
+        assert f'streamden_latency_seconds{{stream="{name}",quantile="0.99"}}' in text
+        assert f'streamden_frames_path_total{{stream="{name}",path="raw"}}' in text
+    assert "# TYPE streamden_frames_late_total counter" in text
+    assert any(line.startswith("stream1:") for text in lines for line in text.splitlines())
+    assert wait_threads_gone(before) == []
+
+
+def test_prometheus_text_is_well_formed_without_streams():
+    text = prometheus_text([])
+    assert text.endswith("\n")
+    assert all(line.startswith("# ") for line in text.splitlines())
+
+
+def test_cli_live_records_and_reports(feeder, random_weights, tmp_path, capsys):
+    port = free_port()
+    feeder("tcp", f"127.0.0.1:{port}", "--fps", "10", "--seconds", "8")
+    rec = tmp_path / "rec"
+    code = main(["live", f"tcp://127.0.0.1:{port}", "--out", f"{rec}/", "--model", str(random_weights),
+                 "--device", "cpu", "--sigma", "20", "--duration", "3", "--stats", "1",
+                 "--set", "live.segment_seconds=1"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "stream0: emitted" in err and "interval p99" in err
+    assert len(list(rec.glob("*.ts"))) >= 2
+
+
+def test_cli_live_bad_output_fails_before_connecting(tmp_path, capsys):
+    code = main(["live", "udp://127.0.0.1:9", "--out", str(tmp_path / "out.mp4"), "--duration", "1"])
+    assert code == 3
+    assert "out.mp4" in capsys.readouterr().err
+
+
+def test_cli_live_several_sources_need_a_stream_placeholder(tmp_path, capsys):
+    code = main(["live", "udp://127.0.0.1:9", "udp://127.0.0.1:10", "--out", f"{tmp_path}/", "--duration", "1"])
+    assert code == 4
+    assert "{stream}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_full_temporal_path_carries_frames_when_the_deadline_allows(shared_model, lookahead):
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.live import LiveStream
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    got = []
+    stream = LiveStream("cam", ClockedSource(frames, fps=10), shared_model, [],
+                        LiveSettings(lookahead=lookahead, latency=3.0, sigma=20.0, paths=("full", "raw")),
+                        on_emit=lambda image, slot, now: got.append(image))
+    stream.start()
+    end = time.monotonic() + 20
+    while stream.counters.paths["full"] < 5 and time.monotonic() < end:
+        time.sleep(0.1)
+    stream.stop()
+    c = stream.counters
+    assert c.paths["full"] >= 5 and c.paths["light2"] == c.paths["light4"] == 0
+    assert c.latency(99) <= 3.0 + 0.5                     # the configured bound, plus one loaded tick
+    assert any(not any(np.array_equal(image, f) for f in frames) for image in got)   # denoised, not raw
