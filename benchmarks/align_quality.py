@@ -32,6 +32,7 @@ METHODS = {
     "unaligned": ("fastdvdnet-gaussian", False, None),
     "flow": ("fastdvdnet-gaussian", True, "centre"),
     "flow-nomask": ("fastdvdnet-gaussian", True, "none"),
+    "unaligned-aligned-model": ("fastdvdnet-aligned", False, None),
     "flow-aligned-model": ("fastdvdnet-aligned", True, "centre"),
     "flow-nomask-aligned-model": ("fastdvdnet-aligned", True, "none"),
 }

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import torch
 
+from before_after import label  # the sibling demo (scripts run from demos/ see each other)
+
 from streamden.api import denoise_burst
 from streamden.burst.fuse import denoise_single
 from streamden.burst.io import write_photo
@@ -28,14 +30,6 @@ from streamden.metrics import psnr
 from streamden.models.registry import load_model
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "images"
-
-
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in the top-left corner on a dark band."""
-    out = image.copy()
-    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
 
 
 def main() -> None:
