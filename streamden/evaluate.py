@@ -9,7 +9,8 @@ same noisy frames then go to every method:
   the clip ends), ``h = hColor = NLM_H_PER_SIGMA * sigma`` (the rule tuned on a training clip);
 * ``cbm3d``  - CBM3D frame by frame from the optional ``bm3d`` package, when it imports;
 * ``single`` - our network fed the centre frame five times (no temporal information);
-* ``model``  - our network on the whole sequence (:func:`streamden.models.streaming.denoise_sequence`).
+* ``model``  - our network on the whole sequence (:func:`streamden.models.streaming.denoise_sequence`),
+  windows flow-aligned when the model was trained that way (``align.mode: auto``).
 
 PSNR and SSIM are averaged over the frames of a clip; the table also shows the mean over clips.
 
@@ -258,7 +259,9 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     >>> r.methods                                                              # doctest: +SKIP
     ['noisy', 'nlm', 'single', 'model']
     """
-    from .models.registry import load_model
+    from .align import make_aligner
+    from .config import AlignConfig
+    from .models.registry import load_model, model_alignment
     from .models.streaming import denoise_sequence
 
     unknown = set(baselines) - set(BASELINES)
@@ -277,6 +280,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
             log("note: " + notes[-1])
 
     net = load_model(model, device=device)
+    # A model trained on flow-aligned windows is evaluated the way it runs (align.mode auto).
+    aligner = make_aligner(AlignConfig(), torch.device(device), model_alignment(model))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
@@ -300,7 +305,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
                 "nlm": lambda: nlm_denoise(noisy, sigma),
                 "cbm3d": lambda: cbm3d_denoise(noisy, sigma),
                 "single": lambda: single_frame_denoise(net, noisy, sigma),
-                "model": lambda: denoise_sequence(net, noisy.to(device), sigma).cpu(),
+                "model": lambda: denoise_sequence(net, noisy.to(device), sigma, aligner).cpu(),
             }
             for method in METHOD_ORDER:
                 if method != "model" and method not in use:

@@ -296,7 +296,7 @@ class LiveStream:
             for frame in frames:
                 if self._stop.is_set():
                     break
-                if not hasattr(frame, "arrival"):
+                if frame.arrival is None:
                     frame.arrival = time.monotonic()
                 self.counters.received += 1
                 self.counters.source_up = True
@@ -386,7 +386,7 @@ class LiveStream:
 
     def _prepare(self, frame: Any) -> torch.Tensor:
         """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed)."""
-        tensor = getattr(frame, "tensor", None)
+        tensor = frame.tensor
         if tensor is None:
             tensor = frame.tensor = image_to_tensor(frame.image, self.shared.device)
         if frame.sigma is None:

@@ -47,6 +47,8 @@ class Frame:
     color: ColorInfo = field(default_factory=ColorInfo)
     sigma: float | None = None  # noise level on the 0-255 scale, when known or estimated
     new_sequence: bool = False  # first frame after a break (size change): temporal windows restart
+    arrival: float | None = None  # live sources: time.monotonic() when the frame arrived
+    tensor: Any = None            # live path: the frame already uploaded to the device, when it was
 
     @property
     def height(self) -> int:
@@ -66,5 +68,5 @@ class Frame:
         return float(self.pts * self.time_base)
 
     def with_image(self, image: Any) -> "Frame":
-        """A copy of this frame's metadata around new pixels."""
-        return replace(self, image=image)
+        """A copy of this frame's metadata around new pixels (any uploaded ``tensor`` is dropped)."""
+        return replace(self, image=image, tensor=None)

@@ -138,7 +138,7 @@ class LiveSource(SourceNode):
     ``height``, ``connects`` and ``failures`` (failed opens and broken reads).
 
     Frames carry the stream's pts and time base, ``index`` counting every frame since the
-    start (across reconnects) and an extra ``arrival`` attribute (monotonic seconds).
+    start (across reconnects) and its ``arrival`` time set (monotonic seconds).
 
     >>> src = LiveSource("udp://127.0.0.1:5000", read_timeout=2.0)  # doctest: +SKIP
     >>> frame = next(src.generate()); frame.arrival > 0  # doctest: +SKIP
@@ -260,7 +260,7 @@ class LiveSource(SourceNode):
                 self.height, self.width = image.shape[:2]
                 frame = Frame(image=image, pts=vf.pts, time_base=time_base, index=self._index,
                               bit_depth=8, color=color_of(vf))
-                frame.arrival = time.monotonic()  # type: ignore[attr-defined]
+                frame.arrival = time.monotonic()
                 last_frame = frame.arrival
                 self._index += 1
                 yield frame
