@@ -14,10 +14,9 @@ from .io import open_sink, open_source
 from .io.frame import Frame
 from .models.registry import load_model, model_alignment
 from .models.streaming import StreamingDenoiser
-from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_sigma
 from .align import make_aligner
-from .pipeline import DenoiseNode, DownloadNode, UploadNode, parse_fps, parse_sigma
+from .pipeline import DownloadNode, UploadNode, load_network, make_denoise_node, parse_fps, parse_sigma
 from .tensors import image_to_tensor, resolve_device, tensor_to_image
 from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
 
@@ -60,11 +59,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     device = resolve_device(config.model.device)
-    model = maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
-                        config.model.tile_overlap, device)
-    aligner = make_aligner(config.align, device, model_alignment(config.model.name))
     nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
-             DenoiseNode(model, device, amp=config.model.amp, aligner=aligner), DownloadNode(), sink]
+             make_denoise_node(config, device, load_network(config, device)), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)

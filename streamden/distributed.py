@@ -163,12 +163,10 @@ def _denoise_segment(spec: _Spec, plan, number: int, first: int, stop: int,
                      sigmas: list[float] | None, in_task: Callable[[int, int], None] | None) -> dict[str, Any]:
     """Ray task: denoise segment ``number`` (frames ``[first, stop)`` plus context) into its
     file in the work folder; returns its manifest record."""
-    from .align import make_aligner
     from .graph import Graph
     from .io.atomic import discard
     from .io.sink import VideoFileSink
-    from .models.registry import model_alignment
-    from .pipeline import DenoiseNode, DownloadNode
+    from .pipeline import DownloadNode, make_denoise_node
     from .segments import CONTEXT, _KeepRange, _SegmentUpload, _sha256
     from .tensors import resolve_device
 
@@ -186,8 +184,7 @@ def _denoise_segment(spec: _Spec, plan, number: int, first: int, stop: int,
     sink = VideoFileSink(path, fps=spec.fps, width=spec.width, height=spec.height, bit_depth=spec.bit_depth,
                          color=spec.color, codec=config.encode.codec, crf=config.encode.crf,
                          preset=config.encode.preset, overwrite=True, source_path=spec.src, origin=spec.origin)
-    aligner = make_aligner(config.align, device, model_alignment(config.model.name))
-    nodes = [source, upload, DenoiseNode(_model(config, device), device, amp=config.model.amp, aligner=aligner),
+    nodes = [source, upload, make_denoise_node(config, device, _model(config, device)),
              _KeepRange(first, stop), DownloadNode(), sink]
     try:
         written = iter(range(1, end - start + 1))

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from collections import deque
 from fractions import Fraction
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
 
-from .align import WindowAligner
+from .align import WindowAligner, make_aligner
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
 from .models.streaming import StreamingDenoiser
 from .noise.estimate import SigmaTracker, estimate_sigma
 from .tensors import image_to_tensor, tensor_to_image
+
+if TYPE_CHECKING:
+    from .config import DenoiseConfig
 
 
 def parse_sigma(value: str | float | int | None) -> float | None:
@@ -105,3 +108,30 @@ class DownloadNode(Node):
     def process(self, frame: Frame) -> Iterable[Frame]:
         dtype = np.uint8 if frame.bit_depth <= 8 else np.uint16
         yield frame.with_image(tensor_to_image(frame.image, dtype))
+
+
+def load_network(config: "DenoiseConfig", device: torch.device) -> torch.nn.Module:
+    """The network ``config.model`` names, on ``device``, wrapped in tiles when ``model.tile`` asks.
+
+    >>> from streamden.config import make_config
+    >>> net = load_network(make_config(model="fastdvdnet-gaussian"), torch.device("cpu"))
+    """
+    from .models.registry import load_model
+    from .models.tiling import maybe_tiled
+
+    return maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
+                       config.model.tile_overlap, device)
+
+
+def make_denoise_node(config: "DenoiseConfig", device: torch.device, model: torch.nn.Module) -> DenoiseNode:
+    """The denoise stage ``config`` describes: ``model`` with a fresh aligner when ``align`` asks for one.
+
+    >>> from streamden.config import make_config
+    >>> node = make_denoise_node(make_config(), torch.device("cpu"), load_network(make_config(), torch.device("cpu")))
+    >>> node.engine.aligner is not None   # the restoration preset aligns
+    True
+    """
+    from .models.registry import model_alignment
+
+    aligner = make_aligner(config.align, device, model_alignment(config.model.name))
+    return DenoiseNode(model, device, amp=config.model.amp, aligner=aligner)

@@ -379,17 +379,10 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     >>> from streamden.config import make_config
     >>> denoise_segmented("in.mp4", "out.mkv", config=make_config(sigma=20))  # doctest: +SKIP
     """
-    from .align import make_aligner
     from .config import to_dict
     from .io.sink import VideoFileSink
     from .io.source import DecodeProblems, open_source
-    from .models.registry import load_model
-    try:
-        from .models.registry import model_alignment
-    except ImportError:  # older registry without per-model alignment defaults
-        model_alignment = None
-    from .models.tiling import maybe_tiled
-    from .pipeline import DenoiseNode, DownloadNode, parse_fps, parse_sigma
+    from .pipeline import DownloadNode, load_network, make_denoise_node, parse_fps, parse_sigma
     from .tensors import resolve_device
 
     src, dst = str(src), Path(dst)
@@ -412,8 +405,7 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
                   bit_depth=probe_source.bit_depth, color=probe_source.color, codec=config.encode.codec,
                   crf=config.encode.crf, preset=config.encode.preset, remux_from=src, overwrite=overwrite)
     device = resolve_device(config.model.device)
-    model = maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
-                        config.model.tile_overlap, device)
+    model = load_network(config, device)
     folder = work_dir(dst)
     settings = {"config": to_dict(config), "stream": stream, "fps": str(fps), "output": dst.suffix.lower()}
     identity = _source_identity(src)
@@ -434,7 +426,6 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     if on_start:
         on_start(probe_source)
 
-    aligner_args = (model_alignment(config.model.name),) if model_alignment is not None else ()
     ext = dst.suffix.lower()
     files: list[Path] = []
     problems = DecodeProblems()
@@ -462,9 +453,8 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
                              codec=config.encode.codec, crf=config.encode.crf,
                              preset=config.encode.preset, overwrite=True, source_path=src, origin=origin)
         source = _RangeSource(inner, plan, start, end)
-        aligner = make_aligner(config.align, device, *aligner_args)  # a fresh one: no flow cache carried over
         nodes = [source, upload,
-                 DenoiseNode(model, device, amp=config.model.amp, aligner=aligner),
+                 make_denoise_node(config, device, model),   # a fresh aligner: no flow cache carried over
                  _KeepRange(first, stop), DownloadNode(), sink]
         try:
             report = Graph(nodes, queue_size=config.graph.queue_size).run(
