@@ -429,10 +429,13 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 def _run_models(args: argparse.Namespace) -> int:
     from .models.registry import DEFAULT_MODEL, list_models
 
+    from .config import make_config, preset_names
+
     for card in list_models():
         state = "trained" if card.is_trained else "NO WEIGHTS"
-        default = " (default)" if card.name == DEFAULT_MODEL else ""
+        default = " (default of the Python API)" if card.name == DEFAULT_MODEL else ""
         print(f"{card.name}{default}  [{state}]  align: {card.align}  {card.description}")
+    print("presets: " + ", ".join(f"{name} -> {make_config(name).model.name}" for name in preset_names()))
     return 0
 
 

@@ -217,11 +217,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def preset_names() -> list[str]:
+    """The presets shipped in configs/, sorted.
+
+    >>> "restoration" in preset_names()
+    True
+    """
+    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
 def preset_path(name: str) -> Path:
     """The YAML file of a named preset in configs/ (``restoration`` -> restoration.yaml)."""
     path = configs_dir() / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in configs_dir().glob("*.yaml")))
+        known = ", ".join(preset_names())
         raise ConfigError(f"unknown preset {name!r} (known: {known})")
     return path
 

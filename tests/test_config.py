@@ -4,11 +4,10 @@ from pathlib import Path
 import pytest
 
 from streamden.config import make_config
-from streamden.config import DenoiseConfig, apply_overrides, load_config, preset_path
+from streamden.config import DenoiseConfig, apply_overrides, load_config, preset_names, preset_path
 from streamden.errors import ConfigError
-from streamden.resources import configs_dir
 
-PRESETS = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+PRESETS = preset_names()
 
 
 def test_the_three_presets_exist():
