@@ -100,18 +100,17 @@ class _Spec:
     fixed_sigma: float | None
 
 
-_MODELS: dict[tuple[str, str], Any] = {}   # per worker process: tasks reuse the loaded network
+_MODELS: dict[tuple, Any] = {}   # per worker process: tasks reuse the loaded network
 
 
 def _model(config, device):
-    from .models.registry import load_model
-    from .models.tiling import maybe_tiled
+    from .pipeline import load_network
 
-    key = (str(config.model.name), str(device))
+    key = (str(config.model.name), str(device), config.model.tile, config.model.tile_overlap)
     if key not in _MODELS:
         _MODELS.clear()
-        _MODELS[key] = load_model(config.model.name, device=device)
-    return maybe_tiled(_MODELS[key], config.model.tile, config.model.tile_overlap, device)
+        _MODELS[key] = load_network(config, device)
+    return _MODELS[key]
 
 
 def _decode_options(config) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from .align import WindowAligner, make_aligner
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
+from .models.registry import load_model, model_alignment
 from .models.streaming import StreamingDenoiser
+from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_sigma
 from .tensors import image_to_tensor, tensor_to_image
 
@@ -116,9 +118,6 @@ def load_network(config: "DenoiseConfig", device: torch.device) -> torch.nn.Modu
     >>> from streamden.config import make_config
     >>> net = load_network(make_config(model="fastdvdnet-gaussian"), torch.device("cpu"))
     """
-    from .models.registry import load_model
-    from .models.tiling import maybe_tiled
-
     return maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
                        config.model.tile_overlap, device)
 
@@ -131,7 +130,5 @@ def make_denoise_node(config: "DenoiseConfig", device: torch.device, model: torc
     >>> node.engine.aligner is not None   # the restoration preset aligns
     True
     """
-    from .models.registry import model_alignment
-
     aligner = make_aligner(config.align, device, model_alignment(config.model.name))
     return DenoiseNode(model, device, amp=config.model.amp, aligner=aligner)

@@ -168,7 +168,7 @@ class StreamingDenoiser:
         self._count = 0         # frames pushed in this sequence
         self._next = 0          # next sequence index to output
         self._size: tuple[int, int] | None = None
-        if getattr(self, "aligner", None) is not None:
+        if self.aligner is not None:
             self.aligner.reset()
 
     def push(self, frame: torch.Tensor, sigma: float) -> list[tuple[int, torch.Tensor]]:
