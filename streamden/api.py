@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import AlignConfig, make_config
+from .config import AlignConfig, ModelConfig, make_config
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
 from .io.frame import Frame
@@ -29,7 +29,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
-    ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``amp``, ``queue_size``.
+    ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``precision``, ``queue_size``, ``hwaccel`` ("none", "cuda" or "auto": NVDEC decoding).
     Everything is checked before any work starts, so bad input leaves no output behind.
     ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
     progress bar); ``on_frame(frame)`` after each frame is written.
@@ -52,7 +52,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     source = open_source(str(src), stream=stream, isolate=config.input.isolate,
                          max_corrupt_fraction=config.input.max_corrupt_fraction,
                          max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                         stall_seconds=config.input.stall_seconds)
+                         stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
     fps = parse_fps(config.encode.fps) or source.fps
     sink = open_sink(str(dst), fps=fps, width=source.width, height=source.height,
                      bit_depth=source.bit_depth, color=source.color, codec=config.encode.codec,
@@ -90,7 +90,7 @@ class Denoiser:
     """
 
     def __init__(self, sigma: float | str | None = "auto", model: str | torch.nn.Module | None = None,
-                 device: str | torch.device = "auto", amp: bool = True, smoothing: float = 0.9,
+                 device: str | torch.device = "auto", precision: str = "auto", smoothing: float = 0.9,
                  allow_untrained: bool = False, align: str = "auto"):
         self.device = resolve_device(device)
         model_align = "none"
@@ -101,7 +101,8 @@ class Denoiser:
         self.model = model.to(self.device).eval()
         self.sigma = parse_sigma(sigma)
         self.tracker = SigmaTracker(smoothing)
-        self.engine = StreamingDenoiser(self.model, device=self.device, amp=amp, aligner=aligner)
+        self.engine = StreamingDenoiser(self.model, device=self.device, aligner=aligner,
+                                        options=ModelConfig(precision=precision).inference_options())
         self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 
     def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:

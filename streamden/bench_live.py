@@ -107,6 +107,7 @@ def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)),
     >>> print(run_live_bench([(64, 48)], seconds=2).format_table())  # doctest: +SKIP
     """
     from .live import LiveSettings, LiveStream, SharedModel
+    from .models.accel import InferenceOptions
     from .models.registry import load_model
     from .sample import render_scene
     from .tensors import resolve_device
@@ -115,7 +116,7 @@ def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)),
     hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
                              threads=torch.get_num_threads(), lookahead=lookahead)
-    shared = SharedModel(load_model(model, device=dev, allow_untrained=True), dev, amp=dev.type == "cuda")
+    shared = SharedModel(load_model(model, device=dev, allow_untrained=True), dev, InferenceOptions())
     rng = np.random.default_rng(0)
     for width, height in sizes:
         clean = render_scene(24, (width, height))

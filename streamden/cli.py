@@ -47,6 +47,9 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
                         "automatically when it runs out of memory)")
     p.add_argument("--no-isolate", action="store_true",
                    help="decode in this process instead of a child process (a decoder crash then ends the job)")
+    p.add_argument("--hwaccel", choices=["none", "cuda", "auto"],
+                   help="video decoder: none (software, default), cuda (NVDEC or an error), auto (NVDEC "
+                        "when it works, else software)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the segments as Ray tasks on the cluster at ADDRESS (e.g. auto or HOST:6379; "
                         "none: a local Ray); resumable like --resume; needs streamden[distributed]")
@@ -79,7 +82,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
             on_frame=(lambda _: bar.update(1)) if bar is not None else None, on_start=size_bar,
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
-            max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None)
+            max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
+            hwaccel=args.hwaccel)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
@@ -111,7 +115,7 @@ def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: st
     return make_config(None if args.config else preset, args.config, args.set, sigma=args.sigma,
                        device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
                        encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
-                       isolate=False if args.no_isolate else None)
+                       isolate=False if args.no_isolate else None, hwaccel=args.hwaccel)
 
 
 def _run_on_ray(args: argparse.Namespace, preset: str | None, encoder_preset: str | None) -> int:

@@ -12,12 +12,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 from .resources import configs_dir
+
+if TYPE_CHECKING:
+    from .models.accel import InferenceOptions
 
 T = TypeVar("T")
 
@@ -28,9 +31,26 @@ class ModelConfig:
 
     name: str = "fastdvdnet-gaussian"   # registry name or a path to .safetensors
     device: str = "auto"                 # auto | cpu | cuda
-    amp: bool = True                     # autocast on CUDA (fp32 on the CPU regardless)
+    precision: str = "auto"              # auto (fp16 on CUDA, bf16 on a CPU with native bf16) | fp32 | fp16 | bf16
+    channels_last: bool = True           # NHWC layout for convolutions
+    fold_batchnorm: bool = True          # fold BatchNorm into the convolutions (inference only)
+    cudnn_benchmark: bool = True         # cuDNN times its algorithms once per shape
+    cuda_graphs: bool = True             # capture each network stage as a CUDA graph (CUDA, untiled)
+    batch: int = 1                       # output frames per network call (adds batch - 1 frames of latency)
     tile: int = 0                        # run the network on tiles of this size (0 = whole frames; CUDA OOM tiles anyway)
     tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
+
+    def inference_options(self) -> "InferenceOptions":
+        """How the network runs, as :class:`~streamden.models.accel.InferenceOptions` (validated).
+
+        >>> ModelConfig(precision="fp32").inference_options().precision
+        'fp32'
+        """
+        from .models.accel import InferenceOptions
+
+        return InferenceOptions(precision=self.precision, channels_last=self.channels_last,
+                                fold_batchnorm=self.fold_batchnorm, cudnn_benchmark=self.cudnn_benchmark,
+                                cuda_graphs=self.cuda_graphs, batch=self.batch)
 
 
 @dataclass
@@ -78,6 +98,12 @@ class InputConfig:
     isolate: bool = True                 # decode in a child process, so a decoder crash cannot end the job
     on_crash: str = "finish"             # decoder crash: "finish" with the frames so far, or "stop" (error)
     stall_seconds: float = 60.0          # a decoder silent this long is stopped (isolated decoding only)
+    hwaccel: str = "none"                # video decoder: none (software) | cuda (NVDEC, else an error) | auto
+
+    def __post_init__(self) -> None:
+        from .io.hwaccel import check_hwaccel_mode  # names the key on a bad value
+
+        check_hwaccel_mode(self.hwaccel)
 
 
 @dataclass
@@ -257,7 +283,7 @@ OPTION_KEYS = {
     "sigma": "noise.sigma",
     "model": "model.name",
     "device": "model.device",
-    "amp": "model.amp",
+    "precision": "model.precision",
     "align": "align.mode",
     "codec": "encode.codec",
     "crf": "encode.crf",
@@ -267,6 +293,7 @@ OPTION_KEYS = {
     "max_pixels": "input.max_pixels",
     "isolate": "input.isolate",
     "max_corrupt_fraction": "input.max_corrupt_fraction",
+    "hwaccel": "input.hwaccel",
     "tile": "model.tile",
     "segment_frames": "job.segment_frames",
 }

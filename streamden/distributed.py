@@ -116,7 +116,7 @@ def _model(config, device):
 def _decode_options(config) -> dict[str, Any]:
     return dict(isolate=config.input.isolate, max_corrupt_fraction=config.input.max_corrupt_fraction,
                 max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                stall_seconds=config.input.stall_seconds)
+                stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
 
 
 def _range_source(spec: _Spec, plan, start: int, end: int):

@@ -43,6 +43,7 @@ from .graph.node import SourceNode
 from .graph.pacer import PATHS, DeadlineChooser, LiveCounters, Pacer
 from .io.live import Backoff, LiveSource
 from .io.live_sink import LiveOutput, open_output
+from .models.accel import InferenceOptions, NetworkRunner
 from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.streaming import StreamingDenoiser
 from .noise.estimate import SigmaTracker, estimate_sigma
@@ -110,15 +111,14 @@ class SharedModel:
     torch.Size([3, 16, 16])
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = False) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, model: torch.nn.Module, device: torch.device, options: InferenceOptions | None = None) -> None:
+        self.runner = NetworkRunner(model, device, options)
         self.device = device
-        self.amp = amp
         self.lock = threading.Lock()
 
     def engine(self, lookahead: int) -> StreamingDenoiser:
         """A per-stream streaming engine over the shared network."""
-        return StreamingDenoiser(self.model, device=self.device, amp=self.amp, lookahead=lookahead)
+        return StreamingDenoiser(self.runner, device=self.device, lookahead=lookahead)
 
     def single_frame(self, image: torch.Tensor, sigma: float, scale: int) -> torch.Tensor:
         """The network on a window of one frame repeated, at ``1/scale`` resolution, upscaled back."""
@@ -130,8 +130,8 @@ class SharedModel:
         noise = torch.full((1, 1, *padded.shape[-2:]), sigma / 255.0, device=padded.device)
         with self.lock, torch.no_grad():
             triplet = padded.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0)   # (1, 3, 3, H, W)
-            middle = self.model.stage1(triplet, noise)[0]
-            out = self.model.stage2(middle.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0), noise)[0]
+            middle = self.runner.stage1(triplet, noise)[0]
+            out = self.runner.stage2(middle.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0), noise)[0]
         out = crop_to(out.float(), size)
         if scale > 1:
             out = F.interpolate(out.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -707,7 +707,7 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
                 Path(out if out.endswith("/") else Path(out).parent).mkdir(parents=True, exist_ok=True)
             open_output(out, fps=settings.fps or 25, size=(64, 48))
     device = resolve_device(config.model.device)
-    shared = SharedModel(load_model(config.model.name, device=device), device, amp=config.model.amp)
+    shared = SharedModel(load_model(config.model.name, device=device), device, config.model.inference_options())
     job = LiveJob(sources, per_stream, shared, settings, metrics_port=metrics_port)
     if on_job is not None:
         on_job(job)

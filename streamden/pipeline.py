@@ -17,11 +17,12 @@ from .align import WindowAligner, make_aligner
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
+from .models.accel import InferenceOptions, NetworkRunner
 from .models.registry import load_model, model_alignment
 from .models.streaming import StreamingDenoiser
 from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_sigma
-from .tensors import image_to_tensor, tensor_to_image
+from .transfer import DeviceToHost, HostToDevice
 
 if TYPE_CHECKING:
     from .config import DenoiseConfig
@@ -69,9 +70,10 @@ class UploadNode(Node):
         self.device = device
         self.sigma = sigma
         self.tracker = SigmaTracker(smoothing)
+        self.to_device = HostToDevice(device)
 
     def process(self, frame: Frame) -> Iterable[Frame]:
-        tensor = image_to_tensor(frame.image, self.device)
+        tensor = self.to_device(frame.image)
         sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
         out = frame.with_image(tensor)
         out.sigma = sigma
@@ -81,10 +83,10 @@ class UploadNode(Node):
 class DenoiseNode(Node):
     """Runs the streaming network; outputs lag the input by the model's look-ahead (2 frames)."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = True,
-                 aligner: WindowAligner | None = None):
+    def __init__(self, model: "torch.nn.Module | NetworkRunner", device: torch.device,
+                 options: InferenceOptions | None = None, aligner: WindowAligner | None = None):
         super().__init__(name="denoise")
-        self.engine = StreamingDenoiser(model, device=device, amp=amp, aligner=aligner)
+        self.engine = StreamingDenoiser(model, device=device, options=options, aligner=aligner)
         self.pending: deque[Frame] = deque()  # frames pushed whose output is not out yet
 
     def process(self, frame: Frame) -> Iterable[Frame]:
@@ -106,10 +108,11 @@ class DownloadNode(Node):
 
     def __init__(self):
         super().__init__(name="download")
+        self.to_host = DeviceToHost()
 
     def process(self, frame: Frame) -> Iterable[Frame]:
         dtype = np.uint8 if frame.bit_depth <= 8 else np.uint16
-        yield frame.with_image(tensor_to_image(frame.image, dtype))
+        yield frame.with_image(self.to_host(frame.image, dtype))
 
 
 def load_network(config: "DenoiseConfig", device: torch.device) -> torch.nn.Module:
@@ -131,4 +134,4 @@ def make_denoise_node(config: "DenoiseConfig", device: torch.device, model: torc
     True
     """
     aligner = make_aligner(config.align, device, model_alignment(config.model.name))
-    return DenoiseNode(model, device, amp=config.model.amp, aligner=aligner)
+    return DenoiseNode(model, device, options=config.model.inference_options(), aligner=aligner)

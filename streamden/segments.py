@@ -392,7 +392,7 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     sigma = parse_sigma(config.noise.sigma)
     decode = dict(isolate=config.input.isolate, max_corrupt_fraction=config.input.max_corrupt_fraction,
                   max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                  stall_seconds=config.input.stall_seconds)
+                  stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
     probe_source = open_source(src, stream=stream, **dict(decode, isolate=False))
     fps = parse_fps(config.encode.fps) or probe_source.fps
     plan = plan_segments(src, probe_source.stream_number, config.job.segment_frames)

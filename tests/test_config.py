@@ -18,15 +18,15 @@ def test_the_three_presets_exist():
 def test_every_preset_loads_into_the_typed_config(name):
     config = load_config(DenoiseConfig, preset_path(name))
     assert isinstance(config.encode.crf, int)
-    assert isinstance(config.model.amp, bool)
+    assert config.model.inference_options().precision == "auto"
 
 
 def test_dotted_overrides_parse_values_as_yaml():
-    config = apply_overrides(DenoiseConfig(), ["encode.crf=22", "encode.fps=30000/1001", "noise.sigma=25", "model.amp=false"])
+    config = apply_overrides(DenoiseConfig(), ["encode.crf=22", "encode.fps=30000/1001", "noise.sigma=25", "model.precision=fp32"])
     assert config.encode.crf == 22
     assert config.encode.fps == "30000/1001"
     assert config.noise.sigma == "25"
-    assert config.model.amp is False
+    assert config.model.precision == "fp32"
 
 
 @pytest.mark.parametrize("override, key", [

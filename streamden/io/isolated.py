@@ -185,9 +185,11 @@ class IsolatedVideoSource(SourceNode):
         probe_only = VideoFileSource(path, stream, **options)
         for attr in ("path", "stream_number", "width", "height", "fps", "time_base", "bit_depth",
                      "color", "frame_count", "estimated_frame_count", "info", "rotation",
-                     "pix_fmt", "first_index"):
+                     "pix_fmt", "first_index", "hwaccel_active", "decoder_name"):
             setattr(self, attr, getattr(probe_only, attr))
-        self.options = dict(options, stream=stream, rotation=probe_only.rotation)
+        # The child decodes as decided here: "auto" is settled once, in this process.
+        self.options = dict(options, stream=stream, rotation=probe_only.rotation,
+                            hwaccel="cuda" if probe_only.hwaccel_active else "none")
         self.on_crash = on_crash
         self.stall_seconds = float(stall_seconds)
         env = os.environ.get(CRASH_ENV, "")

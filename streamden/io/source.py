@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..graph.node import SourceNode
 from .frame import ColorInfo, Frame
+from .hwaccel import check_hwaccel_mode, check_nvdec, cuda_hwaccel, nvdec_problem
 from .pixels import video_frame_to_rgb
 from .probe import MediaInfo, color_of, open_input, probe
 
@@ -48,6 +49,13 @@ class VideoFileSource(SourceNode):
     position; ``strict=True`` (the default) also treats frames the decoder flags as corrupt
     as errors.
 
+    ``hwaccel`` picks the decoder (see :mod:`streamden.io.hwaccel`): ``"none"`` decodes in
+    software; ``"cuda"`` decodes with NVDEC or raises (no CUDA device: StreamdenError; a
+    codec NVDEC lacks: InputError) here, before any decoding or output; ``"auto"`` uses
+    NVDEC when it works, else software, and logs which. Frames are the same either way.
+    ``hwaccel_active`` and ``decoder_name`` (e.g. ``"h264 (cuda)"``, ``"h264 (software)"``)
+    tell which decoder runs.
+
     >>> src = VideoFileSource("clip.mp4")  # doctest: +SKIP
     >>> src.open(); frames = list(src.generate()); src.close()  # doctest: +SKIP
     >>> frames[0].image.shape, frames[0].pts, src.fps  # doctest: +SKIP
@@ -58,8 +66,9 @@ class VideoFileSource(SourceNode):
                  strict: bool = True, threads: int = 0, name: str | None = None,
                  max_corrupt_fraction: float | None = None, max_pixels: int | None = None,
                  seek_pts: int | None = None, first_index: int = 0,
-                 rotation: int | None = None) -> None:
+                 rotation: int | None = None, hwaccel: str = "none") -> None:
         super().__init__(name=name)
+        self.hwaccel = check_hwaccel_mode(hwaccel)
         self.path = str(path)
         self.stream_number = 0 if stream is None else int(stream)
         self.strict = strict
@@ -96,13 +105,32 @@ class VideoFileSource(SourceNode):
         self.expected_frames: int | None = self.estimated_frame_count or (
             max(1, round(self.info.duration * self.fps)) if self.info.duration else None)
         self.pix_fmt: str | None = s.pix_fmt
+        #: True when frames are decoded by NVDEC (``hwaccel`` "cuda", or "auto" where it works).
+        self.hwaccel_active: bool = self._resolve_hwaccel()
+        #: The decoder in use, for reports: "h264 (cuda)" or "h264 (software)".
+        self.decoder_name: str = f"{s.codec} ({'cuda' if self.hwaccel_active else 'software'})"
         self._container = None
         self._started = False
+
+    def _resolve_hwaccel(self) -> bool:
+        """Whether to decode with NVDEC: tried on the first frame, raising for "cuda"."""
+        if self.hwaccel == "none":
+            return False
+        if self.hwaccel == "cuda":
+            check_nvdec(self.path, self.stream_number)
+        else:
+            problem = nvdec_problem(self.path, self.stream_number)
+            if problem is not None:
+                log.info("%s: decoding in software (NVDEC: %s)", self.path, problem[1])
+                return False
+        log.info("%s: decoding with NVDEC (hwaccel cuda)", self.path)
+        return True
 
     def open(self) -> None:
         """Open the file for decoding (called by the runner; generate() opens lazily too)."""
         if self._container is None:
-            self._container = open_input(self.path)
+            self._container = (open_input(self.path, hwaccel=cuda_hwaccel()) if self.hwaccel_active
+                               else open_input(self.path))
 
     def close(self) -> None:
         """Close the file; safe to call twice or without open()."""
@@ -143,9 +171,10 @@ class VideoFileSource(SourceNode):
         self.problems = problems = DecodeProblems()
         container = self._container
         stream = container.streams.get(video=self.stream_number)[0]
-        stream.thread_type = "AUTO"
-        if self.threads:
-            stream.thread_count = self.threads
+        if not self.hwaccel_active:  # NVDEC decodes whole frames on the GPU: CPU threads idle
+            stream.thread_type = "AUTO"
+            if self.threads:
+                stream.thread_count = self.threads
         time_base = Fraction(stream.time_base) if stream.time_base else self.time_base
         frame_step = max(1, round(1 / (self.fps * time_base))) if self.fps else 1
         deep = self.bit_depth > 8

@@ -22,12 +22,12 @@ the two give the same frames:
 """
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from .accel import InferenceOptions, NetworkRunner
 from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
 
 if TYPE_CHECKING:
@@ -129,9 +129,13 @@ class StreamingDenoiser:
     Indices count the frames pushed since construction, across sequences.
 
     Memory is bounded: after the output of frame ``t`` only frames ``>= t - 1`` and stage-1
-    outputs whose triplet centre is ``>= t`` are kept (at most 5 frames and 4 outputs).
-    The model is moved to ``device`` and put in eval mode. ``amp=True`` runs the blocks under
-    float16 autocast on CUDA; on the CPU it is ignored (float32).
+    outputs whose triplet centre is ``>= t`` are kept (at most 5 frames and 4 outputs, plus
+    ``batch - 1`` more of each when batching).
+    ``model`` is a network or a shared :class:`~streamden.models.accel.NetworkRunner`;
+    ``options`` (:class:`~streamden.models.accel.InferenceOptions`) say how a network runs:
+    the default is the plain fp32 model, exactly what :func:`denoise_sequence` computes.
+    With ``options.batch`` > 1 outputs come ``batch`` at a time: the new triplets of
+    ``batch`` windows go through stage 1 in one call and their stage 2 in another.
 
     With an ``aligner`` (:class:`streamden.align.WindowAligner`) every window is warped
     onto its centre frame before the network; the warped triplets differ from window to
@@ -146,15 +150,16 @@ class StreamingDenoiser:
     ([0, 1, 2, 3], (3, 12, 12))
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: bool = False,
-                 aligner: "WindowAligner | None" = None, lookahead: int = HALF):
+    def __init__(self, model: "nn.Module | NetworkRunner", device: str | torch.device = "cpu",
+                 options: InferenceOptions | None = None, aligner: "WindowAligner | None" = None,
+                 lookahead: int = HALF):
         if lookahead not in (0, 1, 2):
             raise ValueError(f"StreamingDenoiser: lookahead must be 0, 1 or 2 frames, got {lookahead!r}")
         self.lookahead = lookahead
         self.device = torch.device(device)
         self.aligner = aligner
-        self.model = model.to(self.device).eval()
-        self.amp = bool(amp) and self.device.type == "cuda"
+        self.runner = model if isinstance(model, NetworkRunner) else NetworkRunner(model, self.device, options)
+        self.batch = int(self.runner.options.batch)
         self._base = 0          # global index of frame 0 of the current sequence
         self._count = 0         # frames pushed in the current sequence
         self.reset()
@@ -187,48 +192,58 @@ class StreamingDenoiser:
         self._frames[n] = padded
         self._sigmas[n] = float(sigma)
         self._count += 1
-        if n < self.lookahead:
-            return []
         # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
         # past n are past frames reflected about n); no other reflection before finish().
-        return [self._output(n - self.lookahead, length=None)]
+        due = list(range(self._next, n - self.lookahead + 1))
+        if len(due) < self.batch:
+            return []
+        return self._outputs(due, length=None)
 
     def finish(self) -> list[tuple[int, torch.Tensor]]:
         """End the sequence: return the outputs still held (missing frames reflected) and start anew."""
         length = self._count
-        ready = [self._output(t, length) for t in range(self._next, length)]
+        due = list(range(self._next, length))
+        ready = [r for i in range(0, len(due), self.batch) for r in self._outputs(due[i:i + self.batch], length)]
         self.reset()
         return ready
 
-    def _output(self, t: int, length: int | None) -> tuple[int, torch.Tensor]:
+    def _outputs(self, ts: list[int], length: int | None) -> list[tuple[int, torch.Tensor]]:
         # Before finish() the final length is unknown but at least t + lookahead + 1; at the
         # default look-ahead of 2 that gives the same reflection as any longer sequence.
-        idx = window_indices(t, length if length is not None else t + self.lookahead + 1)
-        with torch.no_grad(), self._autocast():
+        windows = [window_indices(t, length if length is not None else t + self.lookahead + 1) for t in ts]
+        with torch.no_grad():
             if self.aligner is not None:
-                middle = self._aligned_triplet_outputs(idx)
+                middle = self._aligned_triplet_outputs(windows)
             else:
-                middle = [self._triplet_output(idx[i:i + 3]) for i in range(3)]
-            stacked = torch.stack(middle).unsqueeze(0)                    # (1, 3, 3, Hp, Wp)
-            out = self.model.stage2(stacked, _noise_map(self._sigmas[t], stacked))
-        image = crop_to(out[0].float(), self._size).clamp(0.0, 1.0)
-        self._next = t + 1
-        self._evict(t)
-        return self._base + t, image
+                middle = self._triplet_outputs(windows)
+            maps = torch.cat([_noise_map(self._sigmas[t], middle) for t in ts])
+            out = self.runner.stage2(middle, maps)                                # (k, 3, Hp, Wp)
+        ready = []
+        for i, t in enumerate(ts):
+            ready.append((self._base + t, crop_to(out[i], self._size).clamp(0.0, 1.0)))
+        self._next = ts[-1] + 1
+        self._evict(ts[-1])
+        return ready
 
-    def _triplet_output(self, key: tuple[int, ...]) -> torch.Tensor:
-        cached = self._stage1.get(key)
-        if cached is None:
-            triplet = torch.stack([self._frames[i] for i in key]).unsqueeze(0)  # (1, 3, 3, Hp, Wp)
-            cached = self.model.stage1(triplet, _noise_map(self._sigmas[key[1]], triplet))[0]
-            self._stage1[key] = cached
-        return cached
+    def _triplet_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
+        """Stage-1 outputs ``(k, 3, 3, Hp, Wp)`` of the windows, computing the uncached ones in one call."""
+        keys = [w[i:i + 3] for w in windows for i in range(3)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._stage1))
+        if missing:
+            triplets = torch.stack([torch.stack([self._frames[i] for i in key]) for key in missing])
+            maps = torch.cat([_noise_map(self._sigmas[key[1]], triplets) for key in missing])
+            for key, output in zip(missing, self.runner.stage1(triplets, maps)):
+                self._stage1[key] = output
+        return torch.stack([torch.stack([self._stage1[w[i:i + 3]] for i in range(3)]) for w in windows])
 
-    def _aligned_triplet_outputs(self, idx: tuple[int, ...]) -> list[torch.Tensor]:
-        window, _ = self.aligner.align([self._frames[i] for i in idx], idx)   # (5, 3, Hp, Wp)
-        triplets = torch.stack([window[i:i + 3] for i in range(3)])            # (3, 3, 3, Hp, Wp)
-        maps = torch.cat([_noise_map(self._sigmas[idx[i + 1]], window) for i in range(3)])
-        return list(self.model.stage1(triplets, maps))
+    def _aligned_triplet_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
+        triplets, maps = [], []
+        for idx in windows:
+            window, _ = self.aligner.align([self._frames[i] for i in idx], idx)   # (5, 3, Hp, Wp)
+            triplets += [window[i:i + 3] for i in range(3)]
+            maps += [_noise_map(self._sigmas[idx[i + 1]], window) for i in range(3)]
+        outputs = self.runner.stage1(torch.stack(triplets), torch.cat(maps))      # (3k, 3, Hp, Wp)
+        return outputs.reshape(len(windows), 3, *outputs.shape[1:])
 
     def _evict(self, t: int) -> None:
         # Every later window u >= t + 1 reads frames >= u - 2 and triplets centred >= u - 1,
@@ -239,8 +254,3 @@ class StreamingDenoiser:
             del self._stage1[key]
         if self.aligner is not None:
             self.aligner.evict(t - 1)
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
