@@ -1,9 +1,22 @@
-"""`streamden bench`: throughput of each stage, as ratios against baselines timed in the same run.
+"""`streamden bench`: throughput per frame size, every figure beside the naive baseline
+measured in the same run.
 
-Stages: decode (PyAV), the network uncached (four denoising blocks per frame: the
-baseline) and streaming with the stage-1 cache (two blocks per frame), encode (libx264),
-and the whole graph end to end. Speed depends on the weights' shapes only, so an
-untrained network is timed when no weights ship.
+Per size (``540p``, ``1080p``, ``2160p`` or ``WxH``):
+
+* **network**: the naive baseline (fp32, NCHW, BatchNorm as trained, four denoising blocks
+  per frame, synchronised after every frame), then each optimisation of
+  :class:`~streamden.models.accel.InferenceOptions` on its own on top of the two-block
+  streaming engine, then all of them together; frames per second, the ratio to the
+  baseline, the network's achieved TFLOP/s against the device's peak measured in the same
+  run (a large matmul at the row's precision), and peak GPU memory.
+* **alignment**: flow estimation and warping per output frame (DIS on a CPU, our LK
+  kernels on CUDA), against LK in plain torch on the same device.
+* **end to end**: a generated H.264 clip through the whole graph (decode, upload, align,
+  fuse, download, encode) with the fast options, against a synchronous loop doing the
+  same work with the naive network; plus decode and encode alone, the bounds of the graph.
+
+Speed depends on the weights' shapes only, so an untrained network stands in where no
+weights ship. PyAV is imported lazily (``--parts network,align`` runs without it).
 """
 from __future__ import annotations
 
@@ -12,50 +25,92 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
+from .cpu import malloc_tuned_by_env, tune_malloc
+from .models.accel import InferenceOptions, NetworkRunner, resolve_precision
 from .models.registry import load_model
-from .models.streaming import StreamingDenoiser, denoise_sequence
-from .sample import render_scene, write_clip
-from .tensors import image_to_tensor, resolve_device
+from .models.streaming import StreamingDenoiser
+from .tensors import image_to_tensor, resolve_device, tensor_to_image
 
-MALLOC_VARS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
+PARTS = ("network", "align", "end_to_end")
+BENCH_SIGMA = 25.0
+BENCH_MODEL = "fastdvdnet-aligned"   # the restoration preset's model: same shapes as every shipped one
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``540p`` / ``1080p`` / ``2160p`` (16:9) or ``WIDTHxHEIGHT`` -> (width, height).
+
+    >>> parse_size("1080p"), parse_size("64x48")
+    ((1920, 1080), (64, 48))
+    """
+    text = text.strip().lower()
+    if text in SIZES:
+        return SIZES[text]
+    try:
+        width, height = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r}: use one of {', '.join(SIZES)} or WIDTHxHEIGHT") from None
+    if width < 64 or height < 48:
+        raise ValueError(f"size {text!r}: at least 64x48")
+    return width, height
 
 
 @dataclass
 class BenchRow:
-    """One measured stage: frames per second, and the ratio to its baseline."""
+    """One measurement: frames per second, its ratio to the part's baseline, and what it costs."""
 
-    stage: str
+    part: str
+    name: str
     fps: float
-    baseline: str = ""
-    ratio: float | None = None
+    ratio: float | None = None          # against the first row of the part (the baseline)
+    tflops: float | None = None         # achieved by the network
+    peak_share: float | None = None     # tflops / the device's measured peak at this precision
+    memory_mb: float | None = None      # peak GPU memory while measuring
+    note: str = ""
+
+
+@dataclass
+class SizeResult:
+    """All rows for one frame size."""
+
+    width: int
+    height: int
+    frames: int
+    rows: list[BenchRow] = field(default_factory=list)
 
 
 @dataclass
 class BenchResult:
-    """All rows plus the conditions they were measured under."""
+    """Every size plus the conditions: device, versions, peaks, threads."""
 
-    size: tuple[int, int]
-    frames: int
     device: str
-    hardware: str
-    threads: int
-    malloc_tuned: bool
-    rows: list[BenchRow] = field(default_factory=list)
+    environment: dict[str, str]
+    peak_tflops: dict[str, float]
+    sizes: list[SizeResult] = field(default_factory=list)
 
     def format_table(self) -> str:
-        """An aligned text table with the conditions on top."""
-        head = (f"streamden bench: {self.size[0]}x{self.size[1]}, {self.frames} frames, device {self.device} "
-                f"({self.hardware}), {self.threads} threads, malloc tuned: {self.malloc_tuned}")
-        lines = [head, f"{'stage':<28}{'fps':>10}  vs baseline"]
-        for row in self.rows:
-            ratio = f"{row.ratio:.2f}x {row.baseline}" if row.ratio is not None else ""
-            lines.append(f"{row.stage:<28}{row.fps:>10.2f}  {ratio}")
+        """Markdown: the conditions, then one table per size."""
+        lines = [f"streamden bench on {self.device}", ""]
+        lines += [f"- {key}: {value}" for key, value in self.environment.items()]
+        lines.append("- measured peak (dense matmul): " +
+                     ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in self.peak_tflops.items()))
+        for size in self.sizes:
+            lines += ["", f"### {size.width}x{size.height}, {size.frames} frames", "",
+                      "| part | configuration | fps | vs baseline | TFLOP/s | of peak | GPU MB | note |",
+                      "|---|---|---:|---:|---:|---:|---:|---|"]
+            for r in size.rows:
+                lines.append(f"| {r.part} | {r.name} | {r.fps:.2f} | {_fmt(r.ratio, '{:.2f}x')} | "
+                             f"{_fmt(r.tflops, '{:.3f}')} | {_fmt(r.peak_share, '{:.1%}')} | "
+                             f"{_fmt(r.memory_mb, '{:.0f}')} | {r.note} |")
         return "\n".join(lines)
 
     def to_json(self, path: str | Path) -> None:
@@ -63,75 +118,354 @@ class BenchResult:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
 
-def _timed(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _fmt(value: float | None, pattern: str) -> str:
+    return "" if value is None else pattern.format(value)
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
-def run_bench(size: tuple[int, int] = (640, 360), frames: int = 24, device: str = "auto") -> BenchResult:
-    """Time decode, network (uncached vs cached), encode and the whole graph at ``size``.
+def _best_seconds(fn: Callable[[], object], device: torch.device, repeat: int, warm_up: bool = True) -> float:
+    """The best of ``repeat`` timed runs of ``fn``, after one untimed run when ``warm_up``."""
+    if warm_up:
+        fn()
+        _sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
-    >>> print(run_bench((64, 48), frames=6, device="cpu").format_table())  # doctest: +SKIP
+
+@contextmanager
+def _peak_memory(device: torch.device) -> Iterator[list[float | None]]:
+    """Yields a one-element list that holds the peak GPU memory (MB) once the block ends."""
+    box: list[float | None] = [None]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    yield box
+    if device.type == "cuda":
+        box[0] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def block_flops_per_pixel(model: torch.nn.Module) -> float:
+    """Floating-point operations (2 per multiply-add) of one denoising block per input pixel.
+
+    Counted from the convolutions' shapes on a small input, so it follows the weights.
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> round(block_flops_per_pixel(FastDVDnet()) / 2e3)   # about 159 k multiply-adds
+    159
     """
+    total = [0]
+
+    def count(module: torch.nn.Conv2d, inputs, output) -> None:
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        total[0] += 2 * output.numel() * per_output
+
+    block = model.temp1 if hasattr(model, "temp1") else model.inner.temp1
+    handles = [m.register_forward_hook(count) for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            param = next(block.parameters())
+            block(torch.zeros(1, 12, 32, 32, device=param.device, dtype=param.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total[0] / (32 * 32)
+
+
+def measure_peak_tflops(device: torch.device, precisions: list[str]) -> dict[str, float]:
+    """Dense matmul TFLOP/s at each precision: the roof the network's figures are read against."""
+    n = 8192 if device.type == "cuda" else 1536
+    peaks = {}
+    for precision in precisions:
+        dtype = resolve_precision(precision, device)
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        seconds = _best_seconds(lambda: torch.mm(a, b), device, repeat=5)
+        peaks[precision] = 2 * n**3 / seconds / 1e12
+    return peaks
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Hardware and software versions the figures were measured with."""
+    env = {"torch": torch.__version__, "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+           "torch threads": str(torch.get_num_threads()),
+           "malloc tuned at start": "yes (MALLOC_* variables)" if malloc_tuned_by_env() else
+           "no (mallopt from the '+ malloc tuned' row on)"}
+    try:
+        import av
+        env["PyAV / FFmpeg"] = f"{av.__version__} / {av.library_versions.get('libavcodec')}"
+    except ImportError:
+        env["PyAV / FFmpeg"] = "not installed"
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env["gpu"] = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs"
+        env["CUDA (torch) / cuDNN"] = f"{torch.version.cuda} / {torch.backends.cudnn.version()}"
+        env["driver"] = _driver_version()
+        try:
+            import cupy
+            env["cupy"] = cupy.__version__
+        except ImportError:
+            env["cupy"] = "not installed"
+    return env
+
+
+def _driver_version() -> str:
+    try:
+        import subprocess
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def noisy_frames(size: tuple[int, int], frames: int, seed: int = 0) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 frames of the synthetic scene with Gaussian noise of BENCH_SIGMA."""
+    from .sample import add_gaussian_noise, render_scene
+
+    return add_gaussian_noise(render_scene(frames, size, seed=seed), BENCH_SIGMA, seed)
+
+
+# --- network ------------------------------------------------------------------------------
+
+def network_configurations(device: torch.device) -> list[tuple[str, InferenceOptions]]:
+    """The ladder: two blocks per frame, then each optimisation alone, then everything."""
+    naive = InferenceOptions.naive()
+    rows = [("stage-1 cache (2 blocks/frame)", naive),
+            ("+ channels_last", naive.with_(channels_last=True)),
+            ("+ BatchNorm folded", naive.with_(fold_batchnorm=True))]
+    if device.type == "cuda":
+        rows += [("+ cuDNN autotune", naive.with_(cudnn_benchmark=True)),
+                 ("+ fp16 autocast", naive.with_(precision="fp16")),
+                 ("+ bf16 autocast", naive.with_(precision="bf16")),
+                 ("+ CUDA graphs", naive.with_(cuda_graphs=True))]
+    elif resolve_precision("auto", device) == torch.bfloat16:
+        rows.append(("+ bf16 autocast", naive.with_(precision="bf16")))
+    rows.append(("+ batch 4 frames", naive.with_(batch=4)))
+    rows.append(("all (defaults)", InferenceOptions()))
+    rows.append(("all + batch 4", InferenceOptions(batch=4)))
+    return rows
+
+
+def _naive_baseline(model: torch.nn.Module, frames: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """Four blocks per frame (no stage-1 cache), fp32, NCHW, synchronised after every frame."""
+    runner = NetworkRunner(model, device, InferenceOptions.naive())
+    noise = torch.full((3, 1, *frames.shape[-2:]), BENCH_SIGMA / 255, device=device)
+
+    def run() -> None:
+        count = frames.shape[0]
+        for t in range(count):
+            window = frames[[min(max(t + k, 0), count - 1) for k in range(-2, 3)]]
+            triplets = torch.stack([window[i:i + 3] for i in range(3)])
+            middle = runner.stage1(triplets, noise)
+            runner.stage2(middle.unsqueeze(0), noise[:1])
+            _sync(device)
+    return run
+
+
+def _streaming(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
+               options: InferenceOptions) -> Callable[[], None]:
+    runner = NetworkRunner(model, device, options)
+
+    def run() -> None:
+        engine = StreamingDenoiser(runner, device)
+        for frame in frames:
+            engine.push(frame, BENCH_SIGMA)
+        engine.finish()
+    return run
+
+
+def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
+                  peaks: dict[str, float], repeat: int) -> list[BenchRow]:
+    """The naive baseline and the optimisation ladder on frames already on the device."""
+    count, (height, width) = frames.shape[0], frames.shape[-2:]
+    block_flops = block_flops_per_pixel(model) * ((height + 3) // 4 * 4) * ((width + 3) // 4 * 4)
+    rows = []
+    measured = [("naive baseline (4 blocks/frame, fp32, NCHW, sync)", InferenceOptions.naive(), 4.0,
+                 _naive_baseline(model, frames, device))]
+    # Two blocks per frame in steady state; the ends of a sequence cost a little more.
+    streaming_blocks = 2.0 + 2.0 / count
+    measured += [(name, options, streaming_blocks, _streaming(model, frames, device, options))
+                 for name, options in network_configurations(device)]
+    if device.type == "cpu":
+        # Process-wide CPU settings come last, each on top of the defaults.
+        measured.insert(2, ("+ malloc tuned (mallopt)", InferenceOptions.naive(), streaming_blocks,
+                            _streaming(model, frames, device, InferenceOptions.naive())))
+        measured.append(("all (defaults), 1 thread", InferenceOptions(), streaming_blocks,
+                         _streaming(model, frames, device, InferenceOptions())))
+    threads = torch.get_num_threads()
+    for name, options, blocks, run in measured:
+        if name.startswith("+ malloc"):
+            tune_malloc()           # stays on for every later row, as `streamden denoise` runs
+        if name.endswith("1 thread"):
+            torch.set_num_threads(1)
+        with _peak_memory(device) as memory:
+            seconds = _best_seconds(run, device, repeat)
+        torch.set_num_threads(threads)
+        fps = count / seconds
+        precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[
+            resolve_precision(options.precision, device)]
+        tflops = blocks * block_flops * fps / 1e12
+        rows.append(BenchRow("network", name, fps, tflops=tflops, memory_mb=memory[0],
+                             peak_share=tflops / peaks[precision] if precision in peaks else None,
+                             note=precision))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return _with_ratios(rows)
+
+
+def _with_ratios(rows: list[BenchRow]) -> list[BenchRow]:
+    for row in rows:
+        row.ratio = row.fps / rows[0].fps
+    return rows
+
+
+# --- alignment ----------------------------------------------------------------------------
+
+def bench_alignment(frames: torch.Tensor, device: torch.device, repeat: int) -> list[BenchRow]:
+    """Flow and warping per output frame: the device's backend against LK in plain torch."""
+    from .align import WindowAligner
+    from .align.flow import make_flow_estimator
+    from .align.lk import LKParams, lk_flow_torch
+
+    def torch_lk(ref: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        return lk_flow_torch(ref, moving, LKParams())
+
+    backend = "LK, CUDA kernels" if device.type == "cuda" else "DIS medium, OpenCV"
+    estimators = [("LK in plain torch (baseline)", torch_lk), (backend, make_flow_estimator("auto", device))]
+    rows = []
+    for name, estimator in estimators:
+        def run(estimator=estimator) -> None:
+            aligner = WindowAligner(estimator)
+            count = frames.shape[0]
+            for t in range(count):
+                idx = [min(max(t + k, 0), count - 1) for k in range(-2, 3)]
+                aligner.align([frames[i] for i in idx], idx)
+                aligner.evict(t - 1)
+        with _peak_memory(device) as memory:
+            seconds = _best_seconds(run, device, repeat)
+        rows.append(BenchRow("align", name, frames.shape[0] / seconds, memory_mb=memory[0]))
+    return _with_ratios(rows)
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, encoder_preset: str,
+                     repeat: int, model_path: str | None) -> list[BenchRow]:
+    """A clip through the graph with the fast options against a synchronous naive loop."""
     from .api import denoise_video
     from .io import VideoFileSink, VideoFileSource
+    from .sample import write_clip
 
-    dev = resolve_device(device)
-    hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
-    result = BenchResult(size=size, frames=frames, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
-                         threads=torch.get_num_threads(), malloc_tuned=all(v in os.environ for v in MALLOC_VARS))
-    clean = render_scene(frames, size)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="streamden-bench-") as tmp:
-        clip = write_clip(Path(tmp) / "bench.mp4", clean, audio=False, pix_fmt="yuv420p")
+        clip = write_clip(Path(tmp) / "noisy.mp4", noisy_frames(size, frames), audio=False, crf=18,
+                          pix_fmt="yuv420p")
+        weights = model_path or _bench_weights(Path(tmp), device)
+        out = Path(tmp) / "out.mp4"
 
-        decoded = []
-        t = _timed(lambda: decoded.extend(VideoFileSource(str(clip)).generate()))
-        result.rows.append(BenchRow("decode (PyAV)", frames / t))
+        def graph(**options) -> Callable[[], None]:
+            return lambda: denoise_video(str(clip), str(out), preset="restoration", model=weights, device=str(device),
+                                         sigma=BENCH_SIGMA, overwrite=True, encoder_preset=encoder_preset,
+                                         handle_signals=False, **options)
 
-        model = load_model(device=dev, allow_untrained=True)
-        tensors = torch.stack([image_to_tensor(f.image, dev) for f in decoded[:frames]])
-        with torch.inference_mode():
-            denoise_sequence(model, tensors[:3], 25.0)  # warm-up
-            _sync(dev)
-            t_base = _timed(lambda: (denoise_sequence(model, tensors, 25.0), _sync(dev)))
-
-            def streaming() -> None:
-                engine = StreamingDenoiser(model, device=dev, amp=dev.type == "cuda")
-                for frame in tensors:
-                    engine.push(frame, 25.0)
-                engine.finish()
-                _sync(dev)
-            t_stream = _timed(streaming)
-        result.rows.append(BenchRow("network uncached (4 blocks)", frames / t_base))
-        result.rows.append(BenchRow("network streaming (2 blocks)", frames / t_stream, "network uncached",
-                                    t_base / t_stream))
-
-        out = Path(tmp) / "encoded.mp4"
-
-        def encode() -> None:
-            sink = VideoFileSink(str(out), fps=Fraction(25), width=size[0], height=size[1], overwrite=True)
+        def synchronous() -> None:
+            model = load_model(weights, device=device)
+            runner = NetworkRunner(model, device, InferenceOptions.naive())
+            from .align import make_aligner
+            from .config import AlignConfig
+            engine = StreamingDenoiser(runner, device, aligner=make_aligner(AlignConfig(mode="flow"), device))
+            sink = VideoFileSink(str(out), fps=Fraction(25), width=size[0], height=size[1], overwrite=True,
+                                 preset=encoder_preset)
             sink.open()
-            for f in decoded:
-                sink.process(f)
+            pending = []
+
+            def emit(ready):
+                for _, image in ready:
+                    frame = pending.pop(0)
+                    sink.process(frame.with_image(tensor_to_image(image)))
+            for frame in VideoFileSource(str(clip)).generate():
+                pending.append(frame)
+                emit(engine.push(image_to_tensor(frame.image, device), BENCH_SIGMA))
+                _sync(device)
+            emit(engine.finish())
             sink.outcome = "complete"
             sink.close()
-        t = _timed(encode)
-        result.rows.append(BenchRow("encode (libx264 medium)", frames / t))
 
-        weights = Path(tmp) / "bench.safetensors"
-        from .models.weights import save_weights
-        save_weights(model, weights, {"architecture": "fastdvdnet", "note": "bench only"})
-        t = _timed(lambda: denoise_video(str(clip), str(Path(tmp) / "graph.mp4"), preset="restoration",
-                                         model=str(weights), device=str(dev), sigma=25, overwrite=True,
-                                         encoder_preset="medium", handle_signals=False))
-        result.rows.append(BenchRow("whole graph (decode..encode)", frames / t, "network streaming", t_stream / t))
+        for name, run in [("synchronous loop, naive network, flow (baseline)", synchronous),
+                          ("graph, defaults, flow", graph()),
+                          ("graph, defaults, flow, decode in-process", graph(isolate=False)),
+                          ("graph, defaults, no alignment", graph(align="none"))]:
+            with _peak_memory(device) as memory:   # a whole job: loading and start-up count
+                seconds = _best_seconds(run, device, repeat, warm_up=False)
+            rows.append(BenchRow("end to end", name, frames / seconds, memory_mb=memory[0],
+                                 note=f"libx264 {encoder_preset}"))
+        rows = _with_ratios(rows)
+
+        decoded = []
+        seconds = _best_seconds(lambda: decoded.__setitem__(slice(None), list(VideoFileSource(str(clip)).generate())),
+                                device, repeat, warm_up=False)
+        rows.append(BenchRow("bound", "decode (PyAV, software)", frames / seconds))
+
+        def encode() -> None:
+            sink = VideoFileSink(str(out), fps=Fraction(25), width=size[0], height=size[1], overwrite=True,
+                                 preset=encoder_preset)
+            sink.open()
+            for frame in decoded:
+                sink.process(frame)
+            sink.outcome = "complete"
+            sink.close()
+        seconds = _best_seconds(encode, device, repeat, warm_up=False)
+        rows.append(BenchRow("bound", f"encode (libx264 {encoder_preset}, crf 18)", frames / seconds))
+    return rows
+
+
+def _bench_weights(folder: Path, device: torch.device) -> str:
+    """The bench model as a weights file the graph can load (an untrained one if none ships)."""
+    from .models.weights import save_weights
+
+    path = folder / "bench.safetensors"
+    save_weights(load_model(BENCH_MODEL, allow_untrained=True), path,
+                 {"architecture": "fastdvdnet", "align": "flow", "note": "bench only"})
+    return str(path)
+
+
+# --- the whole run ------------------------------------------------------------------------
+
+def run_bench(sizes: list[tuple[int, int]] | None = None, frames: int = 16, device: str = "auto",
+              parts: tuple[str, ...] = PARTS, encoder_preset: str = "veryfast", repeat: int = 2,
+              model: str | None = None) -> BenchResult:
+    """Measure the chosen ``parts`` at every size; see the module docstring for the rows.
+
+    >>> print(run_bench([(64, 48)], frames=6, device="cpu").format_table())  # doctest: +SKIP
+    """
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown bench parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    dev = resolve_device(device)
+    torch.set_grad_enabled(False)
+    precisions = ["fp32", "fp16", "bf16"] if dev.type == "cuda" else (
+        ["fp32", "bf16"] if resolve_precision("auto", dev) == torch.bfloat16 else ["fp32"])
+    result = BenchResult(device=str(dev), environment=environment(dev), peak_tflops=measure_peak_tflops(dev, precisions))
+    net = load_model(model or BENCH_MODEL, device=dev, allow_untrained=True)
+    for size in sizes or [SIZES["540p"]]:
+        entry = SizeResult(width=size[0], height=size[1], frames=frames)
+        images = noisy_frames(size, frames)
+        tensors = torch.stack([image_to_tensor(image, dev) for image in images])
+        if "network" in parts:
+            entry.rows += bench_network(net, tensors, dev, result.peak_tflops, repeat)
+        if "align" in parts:
+            entry.rows += bench_alignment(tensors, dev, repeat)
+        del tensors
+        if "end_to_end" in parts:
+            entry.rows += bench_end_to_end(size, frames, dev, encoder_preset, repeat, model)
+        result.sizes.append(entry)
     return result

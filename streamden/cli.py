@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from .cpu import tune_malloc
 from .errors import Cancelled, StreamdenError
 
 # x264/x265 speed presets: `--preset` takes these as the encoder's, any other name as a config preset.
@@ -337,16 +338,21 @@ def _run_live(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure decode, network and encode throughput against baselines "
-                                     "(`bench live`: live latency, cadence and degraded share)")
+    p = sub.add_parser("bench", help="throughput per frame size (network, alignment, end to end) against the "
+                                     "naive baseline in the same run (`bench live`: live latency and cadence)")
     p.add_argument("what", nargs="?", choices=["live"], help="live: the live pipeline at 640x360 and 1280x720")
+    p.add_argument("--sizes", default=None, help="comma list of 540p, 1080p, 2160p or WIDTHxHEIGHT "
+                                                 "(default 540p; bench live: 640x360,1280x720)")
+    p.add_argument("--frames", type=int, default=16, help="frames per measurement (default 16)")
+    p.add_argument("--parts", default=None, help="comma list of network, align, end_to_end (default all)")
+    p.add_argument("--encoder-preset", default="veryfast", help="libx264 preset end to end (default veryfast)")
+    p.add_argument("--repeat", type=int, default=2, help="timed runs per row, the best counts (default 2)")
+    p.add_argument("--model", default=None, help="registry name or .safetensors (default: the restoration model)")
     p.add_argument("--seconds", type=float, default=20.0, help="bench live: seconds per size (default 20)")
     p.add_argument("--fps", type=float, default=25.0, help="bench live: the camera's frame rate (default 25)")
-    p.add_argument("--size", default=None, help="WIDTHxHEIGHT (default 640x360; bench live: a comma list, "
-                                                "default 640x360,1280x720)")
-    p.add_argument("--frames", type=int, default=24)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--report", help="also write the markdown tables to this file")
     p.set_defaults(run=_run_bench)
 
 
@@ -354,19 +360,32 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.what == "live":
         from .bench_live import run_live_bench
 
-        sizes = [_parse_size(t) for t in (args.size or "640x360,1280x720").split(",")]
+        sizes = [_parse_size(t) for t in (args.sizes or "640x360,1280x720").split(",")]
         result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device)
         print(result.format_table())
         if args.json:
             result.to_json(args.json)
         return 0
-    from .bench import run_bench
+    from pathlib import Path
 
-    width, height = _parse_size(args.size or "640x360")
-    result = run_bench(size=(width, height), frames=args.frames, device=args.device)
-    print(result.format_table())
+    from .bench import PARTS, parse_size, run_bench
+    from .errors import ConfigError
+
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) if args.parts else PARTS
+    try:
+        sizes = [parse_size(t) for t in (args.sizes or "540p").split(",")]
+        if set(parts) - set(PARTS):
+            raise ValueError(f"unknown parts {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
+    except ValueError as exc:
+        raise ConfigError(f"streamden bench: {exc}") from None
+    result = run_bench(sizes, frames=args.frames, device=args.device, parts=parts,
+                       encoder_preset=args.encoder_preset, repeat=args.repeat, model=args.model)
+    table = result.format_table()
+    print(table)
     if args.json:
         result.to_json(args.json)
+    if args.report:
+        Path(args.report).write_text(table + "\n")
     return 0
 
 
@@ -476,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["models"])  # doctest: +SKIP
     """
     args = build_parser().parse_args(argv)
+    if args.run is not _run_bench:   # bench times the default malloc first, then tunes it itself
+        tune_malloc()
     try:
         return args.run(args)
     except StreamdenError as exc:

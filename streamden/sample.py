@@ -9,7 +9,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -89,6 +88,8 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 1
     should see it, not the encoder (4:2:0 would average the chroma noise away and leave
     about two thirds of the sigma).
     """
+    import av  # lazily: the GPU machine renders scenes without PyAV
+
     path = Path(path)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
