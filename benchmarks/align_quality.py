@@ -27,14 +27,16 @@ from streamden.noise.synth import noisy_8bit
 from streamden.train.data import find_clips, read_clip
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "videos"
-# name -> (model, align with flow?, occlusion handling: "centre" = masked pixels fall back to the centre frame)
+# name -> (model, align with flow?, occlusion handling: "centre" = masked pixels fall back to the centre frame,
+#          WindowAligner.window: "window" = 5 frames onto the centre, "triplet" = 2 blocks per frame)
 METHODS = {
-    "unaligned": ("fastdvdnet-gaussian", False, None),
-    "flow": ("fastdvdnet-gaussian", True, "centre"),
-    "flow-nomask": ("fastdvdnet-gaussian", True, "none"),
-    "unaligned-aligned-model": ("fastdvdnet-aligned", False, None),
-    "flow-aligned-model": ("fastdvdnet-aligned", True, "centre"),
-    "flow-nomask-aligned-model": ("fastdvdnet-aligned", True, "none"),
+    "unaligned": ("fastdvdnet-gaussian", False, None, "window"),
+    "flow": ("fastdvdnet-gaussian", True, "centre", "window"),
+    "flow-nomask": ("fastdvdnet-gaussian", True, "none", "window"),
+    "unaligned-aligned-model": ("fastdvdnet-aligned", False, None, "window"),
+    "flow-aligned-model": ("fastdvdnet-aligned", True, "centre", "window"),
+    "flow-nomask-aligned-model": ("fastdvdnet-aligned", True, "none", "window"),
+    "flow-triplet-aligned-model": ("fastdvdnet-aligned", True, "none", "triplet"),
 }
 
 
@@ -70,9 +72,9 @@ def main() -> None:
         fast = motion.argsort(descending=True)[: max(1, len(motion) // 4)]
         row = {"motion_px": round(float(motion.mean()), 2), "fast_motion_px": round(float(motion[fast].mean()), 2)}
         for name in methods:
-            model_name, aligned, occlusion = METHODS[name]
+            model_name, aligned, occlusion, window = METHODS[name]
             net = models.setdefault(model_name, load_model(model_name))
-            aligner = WindowAligner(DISFlow("medium"), occlusion=occlusion) if aligned else None
+            aligner = WindowAligner(DISFlow("medium"), occlusion=occlusion, window=window) if aligned else None
             start = time.time()
             out = denoise_sequence(net, noisy, args.sigma, aligner)
             per_frame = torch.tensor([psnr(o, c) for o, c in zip(out, clean)])

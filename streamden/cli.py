@@ -30,6 +30,9 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align", choices=["auto", "none", "flow"],
                    help="motion-compensate the neighbours with optical flow before fusion; auto (default) "
                         "follows the model (fastdvdnet-aligned: flow)")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="network arithmetic: auto (default: fp16 on CUDA, bf16 on a CPU with native bf16, "
+                        "else fp32); see README \"Speed\"")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1", "png", "tiff"], help="output codec")
     p.add_argument("--crf", type=int, help="encoder quality (lower is better; default from the preset)")
     p.add_argument("--encoder-preset", choices=ENCODER_SPEEDS, help="encoder speed preset")
@@ -84,7 +87,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
-            hwaccel=args.hwaccel)
+            hwaccel=args.hwaccel, precision=args.precision)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
@@ -116,7 +119,8 @@ def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: st
     return make_config(None if args.config else preset, args.config, args.set, sigma=args.sigma,
                        device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
                        encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
-                       isolate=False if args.no_isolate else None, hwaccel=args.hwaccel)
+                       isolate=False if args.no_isolate else None, hwaccel=args.hwaccel,
+                       precision=args.precision)
 
 
 def _run_on_ray(args: argparse.Namespace, preset: str | None, encoder_preset: str | None) -> int:

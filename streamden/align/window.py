@@ -13,6 +13,7 @@ from .occlusion import consistency_mask
 from .warp import warp
 
 OCCLUSION_MODES = ("centre", "none")
+WINDOW_MODES = ("window", "triplet")
 
 
 class WindowAligner:
@@ -26,6 +27,13 @@ class WindowAligner:
     what did not align); ``"centre"`` replaces pixels the mask rejects with the centre
     frame's pixels. On the validation clips "none" scored higher (benchmarks/align_quality.py).
 
+    ``window`` says how the network uses it (see :class:`~streamden.models.streaming.StreamingDenoiser`):
+    ``"window"`` aligns each 5-frame window onto its centre (every stage-1 input differs from
+    window to window: four blocks per frame); ``"triplet"`` aligns each triplet onto its own
+    centre, so its stage-1 output is cached like the unaligned one's, and warps the three
+    stage-1 outputs onto the output frame with :meth:`onto` (two blocks per frame, and flows
+    between neighbouring frames only).
+
     >>> from streamden.align.flow import DISFlow
     >>> aligner = WindowAligner(DISFlow("fast"))
     >>> frames = [torch.rand(3, 16, 16) for _ in range(5)]
@@ -34,11 +42,14 @@ class WindowAligner:
     (torch.Size([5, 3, 16, 16]), torch.Size([5, 1, 16, 16]), 8)
     """
 
-    def __init__(self, estimator: FlowEstimator, occlusion: str = "none"):
+    def __init__(self, estimator: FlowEstimator, occlusion: str = "none", window: str = "window"):
         if occlusion not in OCCLUSION_MODES:
             raise ValueError(f"occlusion must be one of {OCCLUSION_MODES}, got {occlusion!r}")
+        if window not in WINDOW_MODES:
+            raise ConfigError(f"align.window must be one of {', '.join(WINDOW_MODES)}, got {window!r}")
         self.estimator = estimator
         self.occlusion = occlusion
+        self.window = window
         self.luma: dict[int, torch.Tensor] = {}                    # index -> (1, H, W)
         self.flows: dict[tuple[int, int], torch.Tensor] = {}       # (ref, moving) -> (2, H, W)
         self.pairs_estimated = 0
@@ -89,6 +100,23 @@ class WindowAligner:
         out_masks = [ones if i == ref else masks[i] for i in indices]
         return torch.stack(out), torch.stack(out_masks)
 
+    def onto(self, ref: int, images: Sequence[torch.Tensor], indices: Sequence[int]) -> torch.Tensor:
+        """Warp ``images`` (each ``(C, H, W)``, sitting on the frames ``indices``) onto frame ``ref``.
+
+        Uses the flows ``(ref, index)``, estimated now if not cached; every frame involved
+        must have been passed to :meth:`align` before (its luma is kept). Returns ``(T, C, H, W)``.
+        """
+        others = sorted({i for i in indices if i != ref})
+        self._estimate([(ref, i) for i in others])
+        out = list(images)
+        moving = [k for k, i in enumerate(indices) if i != ref]
+        if moving:
+            flows = torch.stack([self.flows[(ref, indices[k])] for k in moving])
+            warped = warp(torch.stack([images[k].float() for k in moving]), flows)
+            for j, k in enumerate(moving):
+                out[k] = warped[j]
+        return torch.stack([image.float() for image in out])
+
     def _estimate(self, pairs: list[tuple[int, int]]) -> None:
         missing = [p for p in pairs if p not in self.flows]
         if not missing:
@@ -118,7 +146,7 @@ def make_aligner(config: AlignConfig, device: torch.device, model_align: str = "
     if mode != "flow":
         raise ConfigError(f"align.mode must be 'auto', 'none' or 'flow', got {mode!r}")
     estimator = make_flow_estimator(config.flow, device, preset=config.preset, prefilter=config.prefilter)
-    return WindowAligner(estimator, occlusion=config.occlusion)
+    return WindowAligner(estimator, occlusion=config.occlusion, window=config.window)
 
 
 def align_windows(windows: torch.Tensor, aligner: WindowAligner) -> torch.Tensor:

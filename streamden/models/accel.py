@@ -185,7 +185,8 @@ class _GraphedStage:
                 self.fn(static_x, static_map)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the upload and download threads keep making CUDA calls during a capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.fn(static_x, static_map)
         return graph, static_x, static_map, static_out
 

@@ -82,8 +82,9 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
     ``frames`` is ``(T, 3, H, W)`` in [0, 1] on the model's device; ``sigma`` is one value or
     ``(T,)`` values on the 0-255 scale. Returns ``(T, 3, H, W)`` clamped to [0, 1]. The sigma
     rule (triplet: its centre frame's sigma; stage 2: the output frame's) is the module's.
-    With an ``aligner`` each window is first warped onto its centre frame (see
-    :class:`streamden.align.WindowAligner`).
+    With an ``aligner`` each window is first warped onto its centre frame; with a
+    ``window="triplet"`` aligner each triplet onto its own centre, and the three stage-1
+    outputs onto the output frame (see :class:`streamden.align.WindowAligner`).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> denoise_sequence(FastDVDnet().eval(), torch.rand(3, 3, 10, 14), 20.0).shape
@@ -101,11 +102,16 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
         for t in range(count):
             idx = window_indices(t, count)
             window = padded[list(idx)]                                   # (5, 3, Hp, Wp)
-            if aligner is not None:
+            per_triplet = aligner is not None and aligner.window == "triplet"
+            if aligner is not None and not per_triplet:
                 window, _ = aligner.align(list(window), idx)
             triplets = torch.stack([window[i:i + 3] for i in range(3)])  # (3, 3, 3, Hp, Wp)
+            if per_triplet:
+                triplets = torch.stack([aligner.align(list(t), idx[i:i + 3])[0] for i, t in enumerate(triplets)])
             maps = torch.cat([_noise_map(sigmas[idx[i + 1]], padded) for i in range(3)])
             middle = model.stage1(triplets, maps)                        # (3, 3, Hp, Wp)
+            if per_triplet:
+                middle = aligner.onto(idx[2], list(middle), idx[1:4])
             out = model.stage2(middle.unsqueeze(0), _noise_map(sigmas[t], padded))
             outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
             if aligner is not None:
@@ -140,7 +146,9 @@ class StreamingDenoiser:
     With an ``aligner`` (:class:`streamden.align.WindowAligner`) every window is warped
     onto its centre frame before the network; the warped triplets differ from window to
     window, so the stage-1 cache is off and each output costs four blocks (the flows are
-    still estimated once per frame pair).
+    still estimated once per frame pair). A ``window="triplet"`` aligner keeps the cache:
+    each triplet is aligned onto its own centre and the cached stage-1 outputs are warped
+    onto the output frame (two blocks per frame).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> engine = StreamingDenoiser(FastDVDnet())
@@ -212,7 +220,7 @@ class StreamingDenoiser:
         # default look-ahead of 2 that gives the same reflection as any longer sequence.
         windows = [window_indices(t, length if length is not None else t + self.lookahead + 1) for t in ts]
         with torch.no_grad():
-            if self.aligner is not None:
+            if self.aligner is not None and self.aligner.window == "window":
                 middle = self._aligned_triplet_outputs(windows)
             else:
                 middle = self._triplet_outputs(windows)
@@ -226,15 +234,27 @@ class StreamingDenoiser:
         return ready
 
     def _triplet_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
-        """Stage-1 outputs ``(k, 3, 3, Hp, Wp)`` of the windows, computing the uncached ones in one call."""
+        """Stage-1 outputs ``(k, 3, 3, Hp, Wp)`` of the windows, computing the uncached ones in one call.
+
+        With a triplet aligner each triplet is aligned onto its own centre before stage 1, and
+        the three outputs of a window are warped onto its centre frame after.
+        """
         keys = [w[i:i + 3] for w in windows for i in range(3)]
         missing = list(dict.fromkeys(k for k in keys if k not in self._stage1))
         if missing:
-            triplets = torch.stack([torch.stack([self._frames[i] for i in key]) for key in missing])
+            triplets = torch.stack([self._triplet(key) for key in missing])
             maps = torch.cat([_noise_map(self._sigmas[key[1]], triplets) for key in missing])
             for key, output in zip(missing, self.runner.stage1(triplets, maps)):
                 self._stage1[key] = output
-        return torch.stack([torch.stack([self._stage1[w[i:i + 3]] for i in range(3)]) for w in windows])
+        middles = []
+        for w in windows:
+            outputs = [self._stage1[w[i:i + 3]] for i in range(3)]
+            middles.append(self.aligner.onto(w[2], outputs, w[1:4]) if self.aligner else torch.stack(outputs))
+        return torch.stack(middles)
+
+    def _triplet(self, key: tuple[int, ...]) -> torch.Tensor:
+        frames = [self._frames[i] for i in key]
+        return self.aligner.align(frames, key)[0] if self.aligner else torch.stack(frames)
 
     def _aligned_triplet_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
         triplets, maps = [], []

@@ -75,3 +75,37 @@ def test_make_aligner_follows_the_model_in_auto_mode():
         make_aligner(AlignConfig(mode="sideways"), cpu)
     with pytest.raises(ConfigError, match="align.preset"):
         make_aligner(AlignConfig(mode="flow", flow="dis", preset="slowest"), cpu)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_triplet_alignment_streams_exactly_like_its_reference_with_two_blocks_per_frame(batch: int) -> None:
+    from streamden.models.accel import InferenceOptions
+
+    model = random_fastdvdnet(seed=2)
+    frames = torch.rand(7, 3, 24, 32, generator=torch.Generator().manual_seed(7))
+    expected = denoise_sequence(model, frames, 25.0, WindowAligner(DISFlow("fast"), window="triplet"))
+    aligner = WindowAligner(DISFlow("fast"), window="triplet")
+    engine = StreamingDenoiser(model, options=InferenceOptions.naive().with_(batch=batch), aligner=aligner)
+    seen = []
+    engine.runner.model.temp1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    out = [f for frame in frames for _, f in engine.push(frame, 25.0)] + [f for _, f in engine.finish()]
+    torch.testing.assert_close(torch.stack(out), expected, rtol=0, atol=2e-5)
+    assert sum(seen) == 9   # the distinct triplets of 7 frames, as without alignment
+    # Only neighbouring frames are paired: 6 pairs each way.
+    assert aligner.pairs_estimated == 12
+
+
+def test_triplet_alignment_differs_from_no_alignment_and_window_alignment() -> None:
+    model = random_fastdvdnet(seed=2)
+    frames = torch.rand(5, 3, 24, 32, generator=torch.Generator().manual_seed(8))
+    plain = denoise_sequence(model, frames, 25.0)
+    window = denoise_sequence(model, frames, 25.0, WindowAligner(DISFlow("fast")))
+    triplet = denoise_sequence(model, frames, 25.0, WindowAligner(DISFlow("fast"), window="triplet"))
+    assert not torch.allclose(triplet, plain, atol=1e-4) and not torch.allclose(triplet, window, atol=1e-4)
+
+
+def test_unknown_window_mode_is_a_config_error() -> None:
+    from streamden.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="align.window"):
+        WindowAligner(DISFlow("fast"), window="pairs")
