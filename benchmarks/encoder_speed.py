@@ -27,11 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streamden.io import VideoFileSink, VideoFileSource, open_source  # noqa: E402
-from streamden.io.frame import ColorInfo, Frame  # noqa: E402
-from streamden.metrics import psnr  # noqa: E402
+from streamden.io import VideoFileSink, VideoFileSource, open_source
+from streamden.io.frame import ColorInfo, Frame
+from streamden.metrics import psnr
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080),
          "1440p": (2560, 1440), "2160p": (3840, 2160)}

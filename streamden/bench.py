@@ -301,6 +301,8 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
                             _streaming(model, frames, device, InferenceOptions.naive())))
         measured.append(("all (defaults), 1 thread", InferenceOptions(), streaming_blocks,
                          _streaming(model, frames, device, InferenceOptions())))
+    if device.type == "cpu" and not malloc_tuned_by_env():
+        tune_malloc(False)   # every size's baseline runs on glibc's defaults (an earlier size tuned them)
     threads = torch.get_num_threads()
     for name, options, blocks, run in measured:
         if name.startswith("+ malloc"):
@@ -340,15 +342,24 @@ def bench_alignment(frames: torch.Tensor, device: torch.device, repeat: int) -> 
         return lk_flow_torch(ref, moving, LKParams())
 
     backend = "LK, CUDA kernels" if device.type == "cuda" else "DIS medium, OpenCV"
-    estimators = [("LK in plain torch (baseline)", torch_lk), (backend, make_flow_estimator("auto", device))]
+    fast = make_flow_estimator("auto", device)
+    estimators = [("LK in plain torch, window onto centre (baseline)", torch_lk, "window"),
+                  (f"{backend}, window onto centre", fast, "window"),
+                  (f"{backend}, triplets + stage-1 outputs (default)", fast, "triplet")]
     rows = []
-    for name, estimator in estimators:
-        def run(estimator=estimator) -> None:
-            aligner = WindowAligner(estimator)
+    for name, estimator, mode in estimators:
+        def run(estimator=estimator, mode=mode) -> None:
+            aligner = WindowAligner(estimator, window=mode)
             count = frames.shape[0]
             for t in range(count):
-                idx = [min(max(t + k, 0), count - 1) for k in range(-2, 3)]
-                aligner.align([frames[i] for i in idx], idx)
+                if mode == "window":
+                    idx = [min(max(t + k, 0), count - 1) for k in range(-2, 3)]
+                    aligner.align([frames[i] for i in idx], idx)
+                else:   # the new triplet (t, t+1, t+2) onto t+1, then three images onto t
+                    idx = [min(t + k, count - 1) for k in range(3)]
+                    aligner.align([frames[i] for i in idx], idx)
+                    near = [max(t - 1, 0), t, min(t + 1, count - 1)]
+                    aligner.onto(t, [frames[i] for i in near], near)
                 aligner.evict(t - 1)
         with _peak_memory(device) as memory:
             seconds = _best_seconds(run, device, repeat)
@@ -382,7 +393,8 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
             runner = NetworkRunner(model, device, InferenceOptions.naive())
             from .align import make_aligner
             from .config import AlignConfig
-            engine = StreamingDenoiser(runner, device, aligner=make_aligner(AlignConfig(mode="flow"), device))
+            aligner = make_aligner(AlignConfig(mode="flow", window="window"), device)   # four blocks per frame
+            engine = StreamingDenoiser(runner, device, aligner=aligner)
             sink = VideoFileSink(str(out), fps=Fraction(25), width=size[0], height=size[1], overwrite=True,
                                  preset=encoder_preset)
             sink.open()

@@ -87,8 +87,8 @@ class AlignConfig:
     preset: str = "medium"       # DIS preset: ultrafast | fast | medium
     prefilter: float = 1.0       # Gaussian blur (pixels) of the luma before flow: noise hides gradients
     occlusion: str = "none"      # none: keep warped pixels | centre: pixels the mask rejects fall back to the centre frame
-    window: str = "window"       # window: all 5 frames onto the centre (4 blocks/frame) | triplet: each triplet onto
-                                 # its own centre, stage-1 outputs warped onto the output frame (2 blocks/frame)
+    window: str = "triplet"      # triplet: each triplet onto its own centre, stage-1 outputs warped onto the output
+                                 # frame (2 blocks/frame) | window: all 5 frames onto the centre (4 blocks/frame)
 
 
 @dataclass
