@@ -463,12 +463,17 @@ def run_bench(sizes: list[tuple[int, int]] | None = None, frames: int = 16, devi
     if unknown:
         raise ValueError(f"unknown bench parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     dev = resolve_device(device)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        return _run_sizes(sizes or [SIZES["540p"]], frames, dev, parts, encoder_preset, repeat, model)
+
+
+def _run_sizes(sizes: list[tuple[int, int]], frames: int, dev: torch.device, parts: tuple[str, ...],
+               encoder_preset: str, repeat: int, model: str | None) -> BenchResult:
     precisions = ["fp32", "fp16", "bf16"] if dev.type == "cuda" else (
         ["fp32", "bf16"] if resolve_precision("auto", dev) == torch.bfloat16 else ["fp32"])
     result = BenchResult(device=str(dev), environment=environment(dev), peak_tflops=measure_peak_tflops(dev, precisions))
     net = load_model(model or BENCH_MODEL, device=dev, allow_untrained=True)
-    for size in sizes or [SIZES["540p"]]:
+    for size in sizes:
         entry = SizeResult(width=size[0], height=size[1], frames=frames)
         images = noisy_frames(size, frames)
         tensors = torch.stack([image_to_tensor(image, dev) for image in images])
