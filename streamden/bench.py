@@ -181,16 +181,33 @@ def block_flops_per_pixel(model: torch.nn.Module) -> float:
 
 
 def measure_peak_tflops(device: torch.device, precisions: list[str]) -> dict[str, float]:
-    """Dense matmul TFLOP/s at each precision: the roof the network's figures are read against."""
+    """Dense matmul TFLOP/s at each precision: the roof the network's figures are read against.
+
+    On CUDA ``tf32`` is float32 on tensor cores, what cuDNN runs float32 convolutions in by
+    default (``torch.backends.cudnn.allow_tf32``); the fp32 rows are read against it there.
+    """
     n = 8192 if device.type == "cuda" else 1536
     peaks = {}
     for precision in precisions:
-        dtype = resolve_precision(precision, device)
+        tf32 = precision == "tf32"
+        dtype = torch.float32 if tf32 else resolve_precision(precision, device)
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        seconds = _best_seconds(lambda: torch.mm(a, b), device, repeat=5)
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            seconds = _best_seconds(lambda: torch.mm(a, b), device, repeat=5)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
         peaks[precision] = 2 * n**3 / seconds / 1e12
     return peaks
+
+
+def _peak_key(dtype: torch.dtype, device: torch.device) -> str:
+    """The peak a network row at ``dtype`` is read against (``tf32`` for CUDA float32 convolutions)."""
+    if dtype == torch.float32:
+        return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -289,32 +306,32 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
     count, (height, width) = frames.shape[0], frames.shape[-2:]
     block_flops = block_flops_per_pixel(model) * ((height + 3) // 4 * 4) * ((width + 3) // 4 * 4)
     rows = []
-    measured = [("naive baseline (4 blocks/frame, fp32, NCHW, sync)", InferenceOptions.naive(), 4.0,
-                 _naive_baseline(model, frames, device))]
     # Two blocks per frame in steady state; the ends of a sequence cost a little more.
     streaming_blocks = 2.0 + 2.0 / count
-    measured += [(name, options, streaming_blocks, _streaming(model, frames, device, options))
-                 for name, options in network_configurations(device)]
-    if device.type == "cpu":
-        # Process-wide CPU settings come last, each on top of the defaults.
-        measured.insert(2, ("+ malloc tuned (mallopt)", InferenceOptions.naive(), streaming_blocks,
-                            _streaming(model, frames, device, InferenceOptions.naive())))
-        measured.append(("all (defaults), 1 thread", InferenceOptions(), streaming_blocks,
-                         _streaming(model, frames, device, InferenceOptions())))
+    ladder = network_configurations(device)
+    if device.type == "cpu":   # process-wide CPU settings: malloc from the third row on, threads last
+        ladder.insert(1, ("+ malloc tuned (mallopt)", InferenceOptions.naive()))
+        ladder.append(("all (defaults), 1 thread", InferenceOptions()))
+    # Runs are made one at a time, so that no earlier row's runner (weights, CUDA graphs) stays alive.
+    measured = [("naive baseline (4 blocks/frame, fp32, NCHW, sync)", InferenceOptions.naive(), 4.0,
+                 lambda: _naive_baseline(model, frames, device))]
+    measured += [(name, options, streaming_blocks, lambda options=options: _streaming(model, frames, device, options))
+                 for name, options in ladder]
     if device.type == "cpu" and not malloc_tuned_by_env():
         tune_malloc(False)   # every size's baseline runs on glibc's defaults (an earlier size tuned them)
     threads = torch.get_num_threads()
-    for name, options, blocks, run in measured:
+    for name, options, blocks, make_run in measured:
         if name.startswith("+ malloc"):
             tune_malloc()           # stays on for every later row, as `streamden denoise` runs
         if name.endswith("1 thread"):
             torch.set_num_threads(1)
         with _peak_memory(device) as memory:
+            run = make_run()
             seconds = _best_seconds(run, device, repeat)
+            del run
         torch.set_num_threads(threads)
         fps = count / seconds
-        precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[
-            resolve_precision(options.precision, device)]
+        precision = _peak_key(resolve_precision(options.precision, device), device)
         tflops = blocks * block_flops * fps / 1e12
         rows.append(BenchRow("network", name, fps, tflops=tflops, memory_mb=memory[0],
                              peak_share=tflops / peaks[precision] if precision in peaks else None,
@@ -469,7 +486,7 @@ def run_bench(sizes: list[tuple[int, int]] | None = None, frames: int = 16, devi
 
 def _run_sizes(sizes: list[tuple[int, int]], frames: int, dev: torch.device, parts: tuple[str, ...],
                encoder_preset: str, repeat: int, model: str | None) -> BenchResult:
-    precisions = ["fp32", "fp16", "bf16"] if dev.type == "cuda" else (
+    precisions = ["fp32", "tf32", "fp16", "bf16"] if dev.type == "cuda" else (
         ["fp32", "bf16"] if resolve_precision("auto", dev) == torch.bfloat16 else ["fp32"])
     result = BenchResult(device=str(dev), environment=environment(dev), peak_tflops=measure_peak_tflops(dev, precisions))
     net = load_model(model or BENCH_MODEL, device=dev, allow_untrained=True)
