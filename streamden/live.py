@@ -112,7 +112,8 @@ class SharedModel:
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, options: InferenceOptions | None = None) -> None:
-        self.runner = NetworkRunner(model, device, options)
+        # One frame per call: live outputs are paced frame by frame (batching would add latency).
+        self.runner = NetworkRunner(model, device, (options or InferenceOptions.naive()).with_(batch=1))
         self.device = device
         self.lock = threading.Lock()
 

@@ -210,8 +210,6 @@ class NetworkRunner:
         self.dtype = resolve_precision(self.options.precision, self.device)
         self.model = prepare_model(model, self.device, self.options)
         on_cuda = self.device.type == "cuda"
-        if on_cuda and self.options.cudnn_benchmark:
-            torch.backends.cudnn.benchmark = True   # process-wide: cuDNN offers no per-call switch
         tiled = getattr(self.model, "tile", 0) > 0
         self.graphed = on_cuda and self.options.cuda_graphs and not tiled
         self._stage1: Stage = self._in_precision(self.model.stage1)
@@ -221,6 +219,9 @@ class NetworkRunner:
 
     def _in_precision(self, stage: Stage) -> Stage:
         def run(x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
+            if self.device.type == "cuda":
+                # A process-wide switch: set on every call, so each runner gets its own setting.
+                torch.backends.cudnn.benchmark = self.options.cudnn_benchmark
             with torch.no_grad(), autocast(self.device, self.dtype):
                 return stage(x, noise_map).float()
         return run
