@@ -391,6 +391,7 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
     """A clip through the graph with the fast options against a synchronous naive loop."""
     from .api import denoise_video
     from .io import VideoFileSink, VideoFileSource
+    from .io.hwaccel import nvdec_problem
     from .sample import write_clip
 
     rows = []
@@ -429,10 +430,14 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
             sink.outcome = "complete"
             sink.close()
 
-        for name, run in [("synchronous loop, naive network, flow (baseline)", synchronous),
-                          ("graph, defaults, flow", graph()),
-                          ("graph, defaults, flow, decode in-process", graph(isolate=False)),
-                          ("graph, defaults, no alignment", graph(align="none"))]:
+        runs = [("synchronous loop, naive network, flow (baseline)", synchronous),
+                ("graph, defaults, flow", graph()),
+                ("graph, defaults, flow, decode in-process", graph(isolate=False)),
+                ("graph, defaults, no alignment", graph(align="none"))]
+        nvdec = device.type == "cuda" and nvdec_problem(str(clip)) is None
+        if nvdec:
+            runs.append(("graph, defaults, flow, NVDEC decoding", graph(hwaccel="cuda")))
+        for name, run in runs:
             with _peak_memory(device) as memory:   # a whole job: loading and start-up count
                 seconds = _best_seconds(run, device, repeat, warm_up=False)
             rows.append(BenchRow("end to end", name, frames / seconds, memory_mb=memory[0],
@@ -443,6 +448,13 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
         seconds = _best_seconds(lambda: decoded.__setitem__(slice(None), list(VideoFileSource(str(clip)).generate())),
                                 device, repeat, warm_up=False)
         rows.append(BenchRow("bound", "decode (PyAV, software)", frames / seconds))
+        if nvdec:
+            seconds = _best_seconds(lambda: list(VideoFileSource(str(clip), hwaccel="cuda").generate()),
+                                    device, repeat, warm_up=False)
+            rows.append(BenchRow("bound", "decode (PyAV, NVDEC)", frames / seconds))
+        elif device.type == "cuda":
+            rows.append(BenchRow("bound", "decode (PyAV, NVDEC)", float("nan"), note="NVDEC unavailable: "
+                                 + str(nvdec_problem(str(clip))[1])))
 
         def encode() -> None:
             sink = VideoFileSink(str(out), fps=Fraction(25), width=size[0], height=size[1], overwrite=True,
