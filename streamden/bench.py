@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -116,6 +117,12 @@ class BenchResult:
     def to_json(self, path: str | Path) -> None:
         """Write the result as JSON."""
         Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+
+def _add(rows: list[BenchRow], row: BenchRow) -> None:
+    """Keep ``row`` and say so on stderr: a CPU run takes minutes per size."""
+    rows.append(row)
+    print(f"  {row.part}: {row.name}: {row.fps:.2f} fps", file=sys.stderr, flush=True)
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -333,7 +340,7 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
         fps = count / seconds
         precision = _peak_key(resolve_precision(options.precision, device), device)
         tflops = blocks * block_flops * fps / 1e12
-        rows.append(BenchRow("network", name, fps, tflops=tflops, memory_mb=memory[0],
+        _add(rows, BenchRow("network", name, fps, tflops=tflops, memory_mb=memory[0],
                              peak_share=tflops / peaks[precision] if precision in peaks else None,
                              note=precision))
         if device.type == "cuda":
@@ -380,7 +387,7 @@ def bench_alignment(frames: torch.Tensor, device: torch.device, repeat: int) -> 
                 aligner.evict(t - 1)
         with _peak_memory(device) as memory:
             seconds = _best_seconds(run, device, repeat)
-        rows.append(BenchRow("align", name, frames.shape[0] / seconds, memory_mb=memory[0]))
+        _add(rows, BenchRow("align", name, frames.shape[0] / seconds, memory_mb=memory[0]))
     return _with_ratios(rows)
 
 
@@ -440,20 +447,20 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
         for name, run in runs:
             with _peak_memory(device) as memory:   # a whole job: loading and start-up count
                 seconds = _best_seconds(run, device, repeat, warm_up=False)
-            rows.append(BenchRow("end to end", name, frames / seconds, memory_mb=memory[0],
+            _add(rows, BenchRow("end to end", name, frames / seconds, memory_mb=memory[0],
                                  note=f"libx264 {encoder_preset}"))
         rows = _with_ratios(rows)
 
         decoded = []
         seconds = _best_seconds(lambda: decoded.__setitem__(slice(None), list(VideoFileSource(str(clip)).generate())),
                                 device, repeat, warm_up=False)
-        rows.append(BenchRow("bound", "decode (PyAV, software)", frames / seconds))
+        _add(rows, BenchRow("bound", "decode (PyAV, software)", frames / seconds))
         if nvdec:
             seconds = _best_seconds(lambda: list(VideoFileSource(str(clip), hwaccel="cuda").generate()),
                                     device, repeat, warm_up=False)
-            rows.append(BenchRow("bound", "decode (PyAV, NVDEC)", frames / seconds))
+            _add(rows, BenchRow("bound", "decode (PyAV, NVDEC)", frames / seconds))
         elif device.type == "cuda":
-            rows.append(BenchRow("bound", "decode (PyAV, NVDEC)", float("nan"), note="NVDEC unavailable: "
+            _add(rows, BenchRow("bound", "decode (PyAV, NVDEC)", float("nan"), note="NVDEC unavailable: "
                                  + str(nvdec_problem(str(clip))[1])))
 
         def encode() -> None:
@@ -465,7 +472,7 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
             sink.outcome = "complete"
             sink.close()
         seconds = _best_seconds(encode, device, repeat, warm_up=False)
-        rows.append(BenchRow("bound", f"encode (libx264 {encoder_preset}, crf 18)", frames / seconds))
+        _add(rows, BenchRow("bound", f"encode (libx264 {encoder_preset}, crf 18)", frames / seconds))
     return rows
 
 
@@ -503,6 +510,7 @@ def _run_sizes(sizes: list[tuple[int, int]], frames: int, dev: torch.device, par
     result = BenchResult(device=str(dev), environment=environment(dev), peak_tflops=measure_peak_tflops(dev, precisions))
     net = load_model(model or BENCH_MODEL, device=dev, allow_untrained=True)
     for size in sizes:
+        print(f"streamden bench: {size[0]}x{size[1]}, {frames} frames on {dev}", file=sys.stderr, flush=True)
         entry = SizeResult(width=size[0], height=size[1], frames=frames)
         images = noisy_frames(size, frames)
         tensors = torch.stack([image_to_tensor(image, dev) for image in images])
