@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-from kornia.geometry.transform import warp_affine
 
 
 def margin_for(patch: int, frames: int, cfg) -> int:
@@ -79,6 +78,8 @@ def still_to_clip(crops: torch.Tensor, frames: int, patch: int, cfg,
     ``H`` and ``W`` should be at least ``patch + 2 * margin_for(patch, frames, cfg)``; the
     centre ``patch`` window of each warped frame is kept.
     """
+    from kornia.geometry.transform import warp_affine  # lazily: readers of clips (GPU benchmarks) need no kornia
+
     n, c, h, w = crops.shape
     params = random_walk_params(n, frames, cfg, generator)
     mats = affine_matrices(params, (h, w)).to(crops.device, crops.dtype)
