@@ -98,10 +98,10 @@ class Denoiser:
             model_align = model_alignment(model)
             model = load_model(model, device=self.device, allow_untrained=allow_untrained)
         aligner = make_aligner(AlignConfig(mode=align), self.device, model_align)
-        self.model = model.to(self.device).eval()
         self.sigma = parse_sigma(sigma)
         self.tracker = SigmaTracker(smoothing)
-        self.engine = StreamingDenoiser(self.model, device=self.device, aligner=aligner,
+        # The engine keeps its own prepared copy of the network (NetworkRunner).
+        self.engine = StreamingDenoiser(model, device=self.device, aligner=aligner,
                                         options=ModelConfig(precision=precision).inference_options())
         self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 

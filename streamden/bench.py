@@ -37,8 +37,9 @@ import torch
 
 from .cpu import malloc_tuned_by_env, tune_malloc
 from .models.accel import InferenceOptions, NetworkRunner, resolve_precision
+from .models.fastdvdnet import pad_to_multiple
 from .models.registry import load_model
-from .models.streaming import StreamingDenoiser
+from .models.streaming import StreamingDenoiser, window_indices
 from .tensors import image_to_tensor, resolve_device, tensor_to_image
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -282,12 +283,13 @@ def network_configurations(device: torch.device) -> list[tuple[str, InferenceOpt
 def _naive_baseline(model: torch.nn.Module, frames: torch.Tensor, device: torch.device) -> Callable[[], None]:
     """Four blocks per frame (no stage-1 cache), fp32, NCHW, synchronised after every frame."""
     runner = NetworkRunner(model, device, InferenceOptions.naive())
+    frames, _ = pad_to_multiple(frames)     # as the streaming engine pads each frame
     noise = torch.full((3, 1, *frames.shape[-2:]), BENCH_SIGMA / 255, device=device)
 
     def run() -> None:
         count = frames.shape[0]
         for t in range(count):
-            window = frames[[min(max(t + k, 0), count - 1) for k in range(-2, 3)]]
+            window = frames[list(window_indices(t, count))]
             triplets = torch.stack([window[i:i + 3] for i in range(3)])
             middle = runner.stage1(triplets, noise)
             runner.stage2(middle.unsqueeze(0), noise[:1])
@@ -377,7 +379,7 @@ def bench_alignment(frames: torch.Tensor, device: torch.device, repeat: int) -> 
             count = frames.shape[0]
             for t in range(count):
                 if mode == "window":
-                    idx = [min(max(t + k, 0), count - 1) for k in range(-2, 3)]
+                    idx = list(window_indices(t, count))
                     aligner.align([frames[i] for i in idx], idx)
                 else:   # the new triplet (t, t+1, t+2) onto t+1, then three images onto t
                     idx = [min(t + k, count - 1) for k in range(3)]
