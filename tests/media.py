@@ -509,3 +509,16 @@ def corrupt_copy(src, dst, seed: int, flips: int = 4, bursts: int = 1, burst_byt
     dst = Path(dst)
     dst.write_bytes(bytes(data))
     return dst
+
+
+def rows_close(got, want, tol: float) -> bool:
+    """Two lists of equal-length rows (tuples of numbers or None) equal within ``tol`` each
+    (``pytest.approx`` no longer compares nested data since pytest 9.2).
+
+    >>> rows_close([(0.0, None, 3)], [(0.0005, None, 3)], 1e-3)
+    True
+    """
+    return len(got) == len(want) and all(
+        len(a) == len(b) and all((x is None and y is None) or (x is not None and y is not None and abs(x - y) <= tol)
+                                 for x, y in zip(a, b))
+        for a, b in zip(got, want))
