@@ -12,6 +12,8 @@ sigma/255 (``(N, 1, H, W)``) that FastDVDnet takes.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -28,6 +30,23 @@ def sample_uniform(n: int, low: float, high: float, generator: torch.Generator |
     """
     u = torch.rand(n, generator=generator, device=device)
     return low + (high - low) * u
+
+
+def sample_sigma(n: int, noise_cfg, generator: torch.Generator | None = None,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """``n`` noise levels in ``[sigma_min, sigma_max]``, uniform or log-uniform (``sigma_sampling``).
+
+    >>> from streamden.train.config import NoiseConfig
+    >>> s = sample_sigma(1000, NoiseConfig(sigma_sampling="log"), torch.Generator().manual_seed(0))
+    >>> bool((s >= 5).all() and (s <= 55).all()), round(float((s < 15).float().mean()), 1)
+    (True, 0.5)
+    """
+    if noise_cfg.sigma_sampling == "uniform":
+        return sample_uniform(n, noise_cfg.sigma_min, noise_cfg.sigma_max, generator, device)
+    if noise_cfg.sigma_sampling == "log":
+        low, high = math.log(noise_cfg.sigma_min), math.log(noise_cfg.sigma_max)
+        return sample_uniform(n, low, high, generator, device).exp()
+    raise ValueError(f"config key 'noise.sigma_sampling': unknown {noise_cfg.sigma_sampling!r} (uniform | log)")
 
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -131,7 +150,7 @@ def synthesize(clean: torch.Tensor, noise_cfg, generator: torch.Generator | None
     torch.Size([2, 1, 8, 8])
     """
     n, dev = clean.shape[0], clean.device
-    sigma = sample_uniform(n, noise_cfg.sigma_min, noise_cfg.sigma_max, generator, dev)
+    sigma = sample_sigma(n, noise_cfg, generator, dev)
     if noise_cfg.model == "gaussian":
         return add_gaussian(clean, sigma, generator, clip=noise_cfg.clip)
     if noise_cfg.model == "poisson_gaussian":

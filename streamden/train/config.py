@@ -29,6 +29,9 @@ class DataConfig:
     flips: bool = True
     rot90: bool = True
     reverse: bool = True               # temporal reversal
+    invert: float = 0.0                # share of samples turned photometrically (1 - x): bright content as
+                                       # common as dark; exact for signal-independent noise clipped at 0 and 1
+    channel_shuffle: bool = False      # random RGB permutation per sample (exact for per-channel i.i.d. noise)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class NoiseConfig:
     model: str = "gaussian"            # gaussian | poisson_gaussian | jpeg
     sigma_min: float = 5.0             # 0-255 scale
     sigma_max: float = 55.0
+    sigma_sampling: str = "uniform"    # uniform | log (log-uniform: as many samples in 5-15 as in 15-45)
     clip: bool = True                  # clip noisy frames to [0, 1], as 8-bit video carries them
     gain_min: float = 0.002            # poisson_gaussian: signal-dependent variance a*x (x in [0,1])
     gain_max: float = 0.02
@@ -56,11 +60,14 @@ class NoiseConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with step decay; the learning rate is a pure function of the step (resume-safe)."""
+    """Adam with step or cosine decay; the learning rate is a pure function of the step (resume-safe)."""
 
     lr: float = 1e-3
+    schedule: str = "step"             # step (milestones, gamma) | cosine (lr -> lr_min at `steps`)
     milestones: list[int] = field(default_factory=lambda: [3000, 3600])
     gamma: float = 0.1
+    warmup: int = 0                    # linear warm-up steps (both schedules)
+    lr_min: float = 0.0                # cosine: the final learning rate
     weight_decay: float = 0.0
     grad_clip: float = 1.0             # max global grad norm, 0 disables
     loss: str = "mse_mean"             # mse_mean | mse_sum (sum over the batch / 2, as FastDVDnet)
@@ -87,6 +94,9 @@ class TrainConfig:
     val_crop: int = 256
     val_sigma: float = 30.0
     checkpoint_every: int = 250
+    ema: float = 0.0                   # >0: decay of an exponential moving average of the weights (and
+                                       # BatchNorm statistics); validation and exported weights use it
+    bn_freeze_after: int = -1          # >=0: from this step on, BatchNorm uses and keeps its running statistics
     bn_recalibrate: int = 0            # batches to re-estimate BatchNorm statistics of the exported weights (0: off)
     output: str = ""                   # final weights path; "" -> <work_dir>/final.safetensors
     init: str = ""                     # start from these weights (registry name or .safetensors); "" = random

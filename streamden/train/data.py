@@ -184,8 +184,8 @@ class PatchSampler:
     """Random ``frames``-long patch clips from a :class:`FrameBank`, float32 in [0, 1].
 
     Each sample is a random clip window or a still with synthetic motion (``still_fraction``),
-    then the same flips, 90-degree rotation and temporal reversal are applied to all of its
-    frames. All randomness comes from one seeded generator: two samplers with the same seed
+    then the same flips, 90-degree rotation, temporal reversal, photometric inversion
+    (``invert``) and RGB permutation (``channel_shuffle``) are applied to all of its frames. All randomness comes from one seeded generator: two samplers with the same seed
     give identical batches, and :meth:`state_dict` lets training resume the stream.
 
     >>> from streamden.train.config import DataConfig, MotionConfig
@@ -233,6 +233,10 @@ class PatchSampler:
             clip = torch.rot90(clip, k, dims=(-2, -1))
         if self.cfg.reverse and flags[2] < 0.5:
             clip = clip.flip(0)
+        if flags[3] < self.cfg.invert:
+            clip = 1.0 - clip
+        if self.cfg.channel_shuffle:
+            clip = clip[:, torch.randperm(3, generator=self.generator)]
         return clip
 
     def sample(self, batch: int) -> torch.Tensor:

@@ -48,15 +48,52 @@ PLOT = "plot.png"
 LOG_FIELDS = ["step", "loss", "lr", "val_psnr", "seconds"]
 
 
-def lr_at(step: int, optim_cfg) -> float:
-    """Learning rate at ``step``: ``lr * gamma ** (milestones passed)`` (a pure function of the step).
+def lr_at(step: int, optim_cfg, total_steps: int = 0) -> float:
+    """Learning rate at ``step``, a pure function of the step (resume-safe).
+
+    ``step`` schedule: ``lr * gamma ** (milestones passed)``; ``cosine``: from ``lr`` down to
+    ``lr_min`` at ``total_steps``. Both ramp up linearly over the first ``warmup`` steps.
 
     >>> from streamden.train.config import OptimConfig
     >>> lr_at(10, OptimConfig(lr=1.0, milestones=[5, 8], gamma=0.5))
     0.25
+    >>> [round(lr_at(s, OptimConfig(lr=1.0, schedule="cosine", warmup=2), 10), 3) for s in (0, 5, 10)]
+    [0.5, 0.5, 0.0]
     """
-    passed = sum(1 for m in optim_cfg.milestones if step >= m)
-    return optim_cfg.lr * optim_cfg.gamma ** passed
+    if optim_cfg.schedule == "step":
+        lr = optim_cfg.lr * optim_cfg.gamma ** sum(1 for m in optim_cfg.milestones if step >= m)
+    elif optim_cfg.schedule == "cosine":
+        progress = min(step / total_steps, 1.0) if total_steps > 0 else 0.0
+        lr = optim_cfg.lr_min + 0.5 * (optim_cfg.lr - optim_cfg.lr_min) * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise ConfigError(f"config key 'optim.schedule': unknown schedule {optim_cfg.schedule!r} (step | cosine)")
+    if optim_cfg.warmup > 0 and step < optim_cfg.warmup:
+        lr *= (step + 1) / optim_cfg.warmup
+    return lr
+
+
+def set_train_mode(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode, with every BatchNorm kept in eval mode (running statistics used, not updated)
+    when ``freeze_batchnorm``: small batches then no longer swing the statistics.
+
+    >>> m = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    >>> set_train_mode(m, True); m.training, m[1].training
+    (True, False)
+    """
+    model.train()
+    if freeze_batchnorm:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics).
+
+    >>> ema = make_ema(torch.nn.Linear(2, 2), 0.99); ema.update_parameters(torch.nn.Linear(2, 2))
+    """
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def autocast_context(device: torch.device, cfg: TrainConfig):
@@ -212,6 +249,15 @@ def _append_log(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
+def _optimizer_text(cfg: TrainConfig) -> str:
+    o = cfg.optim
+    sched = (f"milestones {o.milestones}, gamma {o.gamma}" if o.schedule == "step"
+             else f"cosine to {o.lr_min} at step {cfg.steps}")
+    extras = [f"warm-up {o.warmup}" if o.warmup else "", f"EMA {cfg.ema}" if cfg.ema > 0 else "",
+              f"BatchNorm frozen from step {cfg.bn_freeze_after}" if cfg.bn_freeze_after >= 0 else ""]
+    return ", ".join([f"Adam lr {o.lr}", sched, f"grad clip {o.grad_clip}"] + [e for e in extras if e])
+
+
 def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float, val_psnr: float,
               sampler: PatchSampler) -> dict:
     noise = cfg.noise
@@ -223,12 +269,15 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
                           f"still_fraction {cfg.data.still_fraction})"),
         "noise_model": noise.model,
         "sigma_range": [noise.sigma_min, noise.sigma_max],
+        "sigma_sampling": noise.sigma_sampling,
+        "augment": (f"flips {cfg.data.flips}, rot90 {cfg.data.rot90}, reverse {cfg.data.reverse}, "
+                    f"invert {cfg.data.invert}, channel_shuffle {cfg.data.channel_shuffle}"),
         "noise_clip": noise.clip,
         "steps": step,
         "patch": cfg.data.patch,
         "batch": cfg.batch,
         "loss": cfg.optim.loss,
-        "optimizer": f"Adam lr {cfg.optim.lr}, milestones {cfg.optim.milestones}, gamma {cfg.optim.gamma}, grad clip {cfg.optim.grad_clip}",
+        "optimizer": _optimizer_text(cfg),
         "precision": "bf16 autocast" if (device.type == "cpu" and cfg.cpu_bf16) or (device.type == "cuda" and cfg.amp) else "fp32",
         "wall_time_s": round(seconds, 1),
         "hardware": hardware_string(device),
@@ -283,6 +332,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     step, seconds, best_val, last_val = 0, 0.0, -math.inf, math.nan
 
@@ -290,6 +340,11 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if state.get("ema"):
+                ema.load_state_dict(state["ema"])
+            else:  # a checkpoint from before the average was switched on
+                ema = make_ema(model, cfg.ema)
         sampler.load_state_dict(state["sampler"])
         noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -302,6 +357,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     def checkpoint() -> None:
         _save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
             "scheduler": {"milestones": list(cfg.optim.milestones), "gamma": cfg.optim.gamma, "step": step},
             "step": step, "seconds": seconds, "best_val": best_val, "last_val": last_val,
             "sampler": sampler.state_dict(), "noise_generator": noise_gen.get_state(),
@@ -311,12 +367,15 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
     log_path = work / LOG
     centre = cfg.data.frames // 2
-    model.train()
+    def averaged() -> torch.nn.Module:   # what is validated and exported
+        return ema.module if ema is not None else model
+
     losses: list[float] = []
     t_last = time.time()
     with _StopFlag() as flag:
         while step < cfg.steps and not flag.stop:
-            lr = lr_at(step, cfg.optim)
+            lr = lr_at(step, cfg.optim, cfg.steps)
+            set_train_mode(model, 0 <= cfg.bn_freeze_after <= step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             clean = sampler.sample(cfg.batch).to(device, non_blocking=True)
@@ -333,6 +392,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(float(loss.detach()))
             now = time.time()
@@ -341,10 +402,10 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
             val_due = bool(val_set) and cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.steps)
             if val_due:
-                last_val = validate(model, val_set, cfg.val_sigma, device)
+                last_val = validate(averaged(), val_set, cfg.val_sigma, device)
                 if last_val > best_val:
                     best_val = last_val
-                    save_weights(model, work / "best.safetensors",
+                    save_weights(averaged(), work / "best.safetensors",
                                  _metadata(cfg, device, step, seconds, last_val, sampler))
                 t_last = time.time()  # validation time is not training time
             if step % cfg.log_every == 0 or val_due or step == cfg.steps:
@@ -365,10 +426,10 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         checkpoint()
     with contextlib.suppress(Exception):
         plot_log(log_path, work / PLOT)
-    final = model
+    final = averaged()
     if cfg.bn_recalibrate > 0:
         # on a copy: the checkpoint keeps the training state, so a resume is unaffected
-        final = copy.deepcopy(model)
+        final = copy.deepcopy(final)
         recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
         recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, aligner)
     final_val = validate(final, val_set, cfg.val_sigma, device) if val_set else math.nan
