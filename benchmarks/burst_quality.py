@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 import torch
 
-from streamden.burst.core import BURST_MODEL, fuse_burst
+from streamden.burst.core import fuse_burst
+from streamden.models.registry import DEFAULT_MODEL
 from streamden.burst.fuse import denoise_single, residual_guard
 from streamden.burst.noise import NoiseModel
 from streamden.burst.synth import make_night_burst
@@ -83,12 +84,12 @@ def main() -> None:
     parser.add_argument("--read", type=float, default=6.0, help="read-noise std (0-255)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--json", help="write per-photo and mean figures here")
-    parser.add_argument("--model", default=None, help=f"registry name or .safetensors (default: {BURST_MODEL})")
+    parser.add_argument("--model", default=None, help=f"registry name or .safetensors (default: {DEFAULT_MODEL})")
     args = parser.parse_args()
     if not IMAGES.is_dir():
         raise SystemExit(f"shared data not found at {IMAGES}")
     torch.set_grad_enabled(False)
-    model = load_model(args.model or BURST_MODEL)
+    model = load_model(args.model or DEFAULT_MODEL)
     methods = args.methods.split(",")
     rows = []
     for path in photos(args.count, args.size):

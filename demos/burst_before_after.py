@@ -22,7 +22,7 @@ import torch
 from before_after import label  # the sibling demo (scripts run from demos/ see each other)
 
 from streamden.api import denoise_burst
-from streamden.burst.core import BURST_MODEL
+from streamden.models.registry import DEFAULT_MODEL
 from streamden.burst.fuse import denoise_single
 from streamden.burst.io import write_photo
 from streamden.burst.noise import NoiseModel
@@ -54,7 +54,7 @@ def main() -> None:
     frames = torch.from_numpy(burst.noisy).permute(0, 3, 1, 2)
     ref = frames[burst.reference]
     noise = NoiseModel(burst.gain, burst.read)
-    single = denoise_single(load_model(BURST_MODEL), ref, noise.std_map(ref[None])[0])
+    single = denoise_single(load_model(DEFAULT_MODEL), ref, noise.std_map(ref[None])[0])
     truth = torch.from_numpy(burst.truth).permute(2, 0, 1)
     ys, xs = np.nonzero(burst.object_mask)
     cy, cx = int(ys.mean()), int(xs.mean())

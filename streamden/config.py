@@ -29,7 +29,7 @@ T = TypeVar("T")
 class ModelConfig:
     """Which network and how to run it."""
 
-    name: str = "fastdvdnet-gaussian"   # registry name or a path to .safetensors
+    name: str = "fastdvdnet-aligned"    # registry name or a path to .safetensors (registry.DEFAULT_MODEL)
     device: str = "auto"                 # auto | cpu | cuda
     precision: str = "auto"              # auto (fp16 on CUDA, bf16 on a CPU with native bf16) | fp32 | fp16 | bf16
     channels_last: bool = True           # NHWC layout for convolutions

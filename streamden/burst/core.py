@@ -10,10 +10,9 @@ from torch import nn
 
 from ..errors import InputError
 
-# The network for bursts: fastdvdnet-aligned beats the registry default in single-frame mode
-# on the synthetic night bursts (26.03 against 24.63 dB; burst 30.89 against 30.73 dB,
-# benchmarks/burst_quality.py --count 10 --size 384) and has no failure on large bright areas.
-BURST_MODEL = "fastdvdnet-aligned"
+# Bursts use the registry's default model like every front door: fastdvdnet-aligned beat the
+# unaligned model in single-frame mode on the synthetic night bursts (26.03 against 24.63 dB;
+# burst 30.89 against 30.73 dB, benchmarks/burst_quality.py --count 10 --size 384).
 from .fuse import aligned_mean, denoise_single, denoise_windows, residual_guard, robust_merge
 from .global_align import estimate_homography, homography_map, remap
 from .local import LocalAligner
@@ -112,7 +111,7 @@ def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise
 
     if model is None:
         from ..models.registry import load_model
-        model = load_model(BURST_MODEL)
+        model = load_model(None)
     if method == "network":
         std = noise.std_map(merged.unsqueeze(0))[0] / n_eff.sqrt()
         image = residual_guard(merged, denoise_single(model, merged, std, tile=tile, amp=amp), std)

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..io.atomic import check_output_path
-from .core import BURST_MODEL, FUSION_METHODS, BurstResult, fuse_burst
+from .core import FUSION_METHODS, BurstResult, fuse_burst
 from .io import check_output_format, list_burst, read_burst, read_metadata, write_photo
 from .noise import NoiseModel
 
@@ -72,7 +72,7 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
     net = None
     if method in ("network", "windows"):
         dev = resolve_device(device)
-        net = model.to(dev).eval() if isinstance(model, torch.nn.Module) else load_model(model or BURST_MODEL, device=dev)
+        net = model.to(dev).eval() if isinstance(model, torch.nn.Module) else load_model(model, device=dev)
     burst = torch.from_numpy(read_burst(paths)).permute(0, 3, 1, 2)
     result = fuse_burst(burst, reference=ref, noise=noise, method=method, model=net, refine=refine)
     if output is not None:
