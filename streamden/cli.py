@@ -283,9 +283,10 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                                    "fail or go silent; meanwhile the last frame, then a NO SIGNAL slate, is sent.")
     p.add_argument("sources", nargs="+", metavar="SRC", help="live URL or capture device (several: one stream each)")
     p.add_argument("--out", action="append", required=True, metavar="DST",
-                   help="udp://, tcp://, srt://, rtmp://, rtsp:// URL, a .m3u8 playlist (HLS), a folder/ or a "
-                        "strftime .ts pattern (segmented recording); repeatable; with several sources each DST "
-                        "needs {stream}")
+                   help="udp://, tcp://, srt://, rtmp://, rtsp:// URL, a .m3u8 playlist (HLS), a NAME.ts file "
+                        "(one recording at exactly that path; never overwritten), a folder/ or a strftime .ts "
+                        "pattern such as rec/cam-%%Y%%m%%d-%%H%%M%%S.ts (segmented recording); repeatable; with "
+                        "several sources each DST needs {stream}")
     p.add_argument("--preset", default="surveillance", help="config preset from configs/ (default surveillance)")
     p.add_argument("--config", help="a YAML config file (replaces the preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -18,12 +18,16 @@ destination                          output
 ``*.m3u8``                           HLS: playlist plus 2 s ``.ts`` segments (browsers)
 a folder (``rec/``) or a strftime    segmented recording: ``.ts`` files of N seconds named
 pattern (``rec/cam-%Y%m%d-%H%M%S.ts``)  by wall-clock start time, rotated
-``*.ts``                             one MPEG-TS file (playable even after a crash)
+``NAME.ts`` (no ``%`` field, e.g.    one MPEG-TS file at exactly that path for the whole
+``rec.ts``, ``cams/front.ts``)       session (:class:`FileRecorder`); never overwritten
 ===================================  ==================================================
 
-Recording segments are crash-safe: a segment is written as ``.NAME.partial.ts`` and renamed
-to its final name when complete, and MPEG-TS stays playable when cut anywhere, so a crash
-leaves at worst one playable partial segment.
+Recordings are crash-safe, and a file under the name the user asked for is always a finished
+one: a segment or a one-file recording is written as ``.NAME.partial.ts`` beside its final
+name and renamed when complete (a segment when it rotates, ``NAME.ts`` when the output closes
+cleanly: ``--duration`` reached, Ctrl-C, SIGTERM). MPEG-TS needs no trailer and stays
+playable when cut anywhere, so a crash or ``kill -9`` leaves the recording so far, playable,
+in ``.NAME.partial.ts`` (a hidden file in the same folder; rename it to keep it).
 """
 from __future__ import annotations
 
@@ -41,12 +45,12 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..errors import OutputError
-from .atomic import partial_path
+from .atomic import check_writable_dir, partial_path
 from .frame import ColorInfo
 from .live import Backoff
 from .pixels import rgb_to_video_frame
 
-__all__ = ["LiveOutput", "StreamOutput", "HLSOutput", "SegmentRecorder", "open_output"]
+__all__ = ["LiveOutput", "StreamOutput", "HLSOutput", "SegmentRecorder", "FileRecorder", "open_output"]
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +375,97 @@ class SegmentRecorder(LiveOutput):
                     pass
 
 
+class FileRecorder(LiveOutput):
+    """Recording to one MPEG-TS file at exactly ``target`` (a ``.ts`` path, no strftime field).
+
+    The file is written as ``.NAME.partial.ts`` beside ``target`` and renamed to ``target``
+    when the output closes cleanly, as segments are: a ``NAME.ts`` that exists is a finished
+    recording, never one still growing or cut by a crash. Writing under the final name would
+    be playable too, but a crash would then leave a cut file that looks complete.
+    Every packet goes to the operating system as it is muxed (``flush_packets``, an
+    unbuffered file) and MPEG-TS needs no trailer, so after a crash or ``kill -9`` the
+    partial file holds a playable recording up to the last frame encoded (only the frames
+    still queued, at most ``queue_size``, are lost); it stays at ``.NAME.partial.ts`` until
+    the user renames it, and a later run to the same ``target`` refuses to start while it
+    is there, naming it.
+
+    Nothing is overwritten: an existing ``target`` (or a left-over partial file) is refused
+    up front, and the partial file is created exclusively. After a write error (a full
+    disk) the output re-opens with backoff like every live output and appends to the same
+    partial file with timestamps continuing, so an error costs the frames dropped meanwhile,
+    never what was already written. ``recorded`` is ``target`` once it is in place.
+
+    >>> FileRecorder("rec.ts", fps=25, size=(64, 48)).path  # doctest: +SKIP
+    PosixPath('rec.ts')
+    """
+
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        path = Path(self.target)
+        if path.suffix.lower() != ".ts" or "%" in self.target:
+            raise OutputError(f"{target}: a one-file recording is a .ts path without strftime fields")
+        check_writable_dir(path.parent, for_path=path)
+        if path.exists() or path.is_symlink():
+            raise OutputError(f"{target}: exists; a live recording never replaces a file: "
+                              "remove it or choose another name")
+        if partial_path(path).exists():
+            raise OutputError(f"{target}: {partial_path(path)} is left from an interrupted recording "
+                              "(playable MPEG-TS); rename or remove it first")
+        self.path = path
+        self.recorded: Path | None = None
+        self._file = None
+        self._created = False          # the partial file is ours: re-opens append to it
+        self._base_slot: int | None = None
+
+    def _open_container(self):
+        import av
+
+        if self._file is None:
+            # "xb": never truncate a file that appeared since the check; "ab" after a write error:
+            # keep what was written.
+            self._file = open(partial_path(self.path), "ab" if self._created else "xb",  # noqa: SIM115
+                              buffering=0)   # lives as long as the container; closed in _after_close
+            self._created = True
+        try:
+            return av.open(self._file, "w", format="mpegts", options={"flush_packets": "1"})
+        except Exception:
+            self._close_file()
+            raise
+
+    def _before_frame(self, slot: int) -> None:
+        # One timeline for the whole file: after a re-open the timestamps continue.
+        if self._base_slot is None:
+            self._base_slot = slot
+        self._first_slot = self._base_slot
+
+    def _after_close(self, ok: bool) -> None:
+        self._close_file()
+
+    def _close_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
+
+    def _finish(self) -> None:
+        super()._finish()
+        tmp = partial_path(self.path)
+        if not self._created or not tmp.exists():
+            return
+        if self.path.exists() or self.path.is_symlink():
+            log.warning("%s: appeared during the recording; the recording stays in %s", self.path, tmp)
+            return
+        try:
+            os.replace(tmp, self.path)   # a recording cut by a write error is still playable TS: keep it
+        except OSError as exc:
+            log.warning("%s: cannot rename %s into place (%s); the recording stays there",
+                        self.path, tmp, exc.strerror)
+            return
+        self.recorded = self.path
+
+
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """The image at the output size (a source that came back at another size is resized)."""
     if image.shape[0] == height and image.shape[1] == width:
@@ -385,6 +480,9 @@ def open_output(target: str, *, fps: Fraction | int | float, size: tuple[int, in
                 **kwargs: Any) -> LiveOutput:
     """The live output for a destination string (see the module table); checked up front.
 
+    A ``.ts`` path is one file (:class:`FileRecorder`) unless it holds a strftime ``%``
+    field or names a folder: those are segmented (:class:`SegmentRecorder`).
+
     >>> open_output("udp://127.0.0.1:5000", fps=25, size=(64, 48)).format
     'mpegts'
     """
@@ -393,7 +491,7 @@ def open_output(target: str, *, fps: Fraction | int | float, size: tuple[int, in
         return StreamOutput(target, fps=fps, size=size, **kwargs)
     if len(scheme) > 1:
         raise OutputError(f"{target}: unknown output scheme {scheme!r}; use udp, tcp, srt, rtmp, rtsp, "
-                          "an .m3u8 path, a folder or a .ts pattern")
+                          "an .m3u8 path, a .ts file, a folder or a strftime .ts pattern")
     path = Path(target)
     if path.suffix.lower() == ".m3u8":
         return HLSOutput(target, fps=fps, size=size, segment_seconds=hls_seconds, **kwargs)
@@ -401,7 +499,6 @@ def open_output(target: str, *, fps: Fraction | int | float, size: tuple[int, in
         return SegmentRecorder(target, fps=fps, size=size, segment_seconds=segment_seconds, keep=keep,
                                **kwargs)
     if path.suffix.lower() == ".ts":
-        return SegmentRecorder(str(path.with_name(path.stem + "-%Y%m%d-%H%M%S.ts")), fps=fps, size=size,
-                               segment_seconds=segment_seconds, keep=keep, **kwargs)
-    raise OutputError(f"{target}: a live output is a stream URL, an .m3u8 playlist, a folder or a .ts "
-                      "pattern for segmented recording")
+        return FileRecorder(target, fps=fps, size=size, **kwargs)
+    raise OutputError(f"{target}: a live output is a stream URL, an .m3u8 playlist, a .ts file, a folder or "
+                      "a strftime .ts pattern for segmented recording")

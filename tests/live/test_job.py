@@ -4,8 +4,8 @@ import threading
 import time
 import urllib.request
 
+import av
 import pytest
-
 
 from streamden.cli import main
 from streamden.live import LiveJob, LiveSettings, prometheus_text
@@ -53,13 +53,20 @@ def test_cli_live_records_and_reports(feeder, random_weights, tmp_path, capsys):
     port = free_port()
     feeder("tcp", f"127.0.0.1:{port}", "--fps", "10", "--seconds", "8")
     rec = tmp_path / "rec"
-    code = main(["live", f"tcp://127.0.0.1:{port}", "--out", f"{rec}/", "--model", str(random_weights),
-                 "--device", "cpu", "--sigma", "20", "--duration", "3", "--stats", "1",
-                 "--set", "live.segment_seconds=1"])
+    one = tmp_path / "one"
+    one.mkdir()
+    code = main(["live", f"tcp://127.0.0.1:{port}", "--out", f"{rec}/", "--out", str(one / "rec.ts"),
+                 "--model", str(random_weights), "--device", "cpu", "--sigma", "20", "--duration", "3",
+                 "--stats", "1", "--set", "live.segment_seconds=1"])
     err = capsys.readouterr().err
     assert code == 0
     assert "stream0: emitted" in err and "interval p99" in err
     assert len(list(rec.glob("*.ts"))) >= 2
+    assert [p.name for p in one.iterdir()] == ["rec.ts"]        # one file, exactly the name asked for
+    emitted = int(err.split("stream0: emitted ")[-1].split()[0])
+    with av.open(str(one / "rec.ts")) as container:
+        recorded = sum(1 for _ in container.decode(video=0))
+    assert 10 <= recorded <= emitted          # a loaded machine may drop a few at the output queue
 
 
 def test_cli_live_bad_output_fails_before_connecting(tmp_path, capsys):

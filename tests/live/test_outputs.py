@@ -1,5 +1,9 @@
-"""Live outputs fed directly (no pacer): segment rotation, HLS, bad destinations."""
+"""Live outputs fed directly (no pacer): one-file and segmented recording, HLS, bad destinations."""
+import itertools
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import av
@@ -7,7 +11,8 @@ import numpy as np
 import pytest
 
 from streamden.errors import OutputError
-from streamden.io.live_sink import HLSOutput, SegmentRecorder, StreamOutput, open_output
+from streamden.io.live import Backoff
+from streamden.io.live_sink import FileRecorder, HLSOutput, SegmentRecorder, StreamOutput, open_output
 
 
 def frames(count: int, size=(64, 48)):
@@ -40,6 +45,92 @@ def test_segments_rotate_with_wall_clock_names(tmp_path):
     with av.open(str(rec.segments[0])) as c:
         first = next(c.demux(video=0))
         assert first.is_keyframe                            # each segment starts with a keyframe
+
+
+def test_plain_ts_name_is_one_file_at_exactly_that_path(tmp_path):
+    rec = open_output(str(tmp_path / "rec.ts"), fps=10, size=(64, 48), segment_seconds=0.5, queue_size=64)
+    assert isinstance(rec, FileRecorder)
+    assert os.listdir(tmp_path) == []                      # checking the destination writes nothing
+    feed(rec, 23)                                          # longer than segment_seconds: no rotation
+    assert rec.written == 23 and rec.dropped == 0 and rec.recorded == tmp_path / "rec.ts"
+    assert os.listdir(tmp_path) == ["rec.ts"]              # the partial file was renamed, nothing else
+    assert count_frames(tmp_path / "rec.ts") == 23
+
+
+def test_strftime_pattern_and_folder_still_segment(tmp_path):
+    assert isinstance(open_output(str(tmp_path / "cam-%Y%m%d-%H%M%S.ts"), fps=10, size=(64, 48)), SegmentRecorder)
+    (tmp_path / "rec").mkdir()
+    for target in (f"{tmp_path / 'rec'}{os.sep}", str(tmp_path / "rec")):
+        rec = open_output(target, fps=10, size=(64, 48), segment_seconds=0.5, queue_size=64)
+        assert isinstance(rec, SegmentRecorder)
+    feed(rec, 12)
+    assert len(rec.segments) == 3 and sorted(os.listdir(tmp_path / "rec")) == sorted(p.name for p in rec.segments)
+
+
+def test_one_file_recording_never_overwrites(tmp_path):
+    (tmp_path / "rec.ts").write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="exists"):
+        open_output(str(tmp_path / "rec.ts"), fps=10, size=(64, 48))
+    (tmp_path / ".cam.partial.ts").write_bytes(b"an interrupted recording")
+    with pytest.raises(OutputError, match=r"\.cam\.partial\.ts is left from an interrupted recording"):
+        open_output(str(tmp_path / "cam.ts"), fps=10, size=(64, 48))
+    with pytest.raises(OutputError, match="does not exist"):
+        open_output(str(tmp_path / "missing" / "rec.ts"), fps=10, size=(64, 48))
+    assert (tmp_path / "rec.ts").read_bytes() == b"keep me"
+    assert (tmp_path / ".cam.partial.ts").read_bytes() == b"an interrupted recording"
+
+
+class FullDiskOnce(FileRecorder):
+    """Fails one frame the way a full disk does."""
+
+    def _before_frame(self, slot: int) -> None:
+        if slot == 10 and not self.errors:
+            raise OSError(28, "No space left on device")
+        super()._before_frame(slot)
+
+
+def test_one_file_recording_appends_after_a_write_error(tmp_path):
+    rec = FullDiskOnce(str(tmp_path / "rec.ts"), fps=10, size=(64, 48), queue_size=64,
+                       backoff=Backoff(0.001, 0.001))
+    feed(rec, 20)
+    assert rec.errors == 1 and rec.reopens == 1 and rec.written == 19
+    assert os.listdir(tmp_path) == ["rec.ts"]
+    with av.open(str(tmp_path / "rec.ts")) as container:
+        pts = [f.pts for f in container.decode(video=0)]
+    assert len(pts) == 19                                   # what came before the error is kept
+    assert all(b > a for a, b in itertools.pairwise(pts))  # one timeline across the re-open
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np
+from streamden.io.live_sink import open_output
+out = open_output(sys.argv[1], fps=10, size=(64, 48), queue_size=64)
+out.start()
+for slot in range(12):
+    out.offer(np.full((48, 64, 3), 20 * slot, np.uint8), slot)
+while out.written < 12:
+    time.sleep(0.01)
+print("written", flush=True)
+time.sleep(60)
+"""
+
+
+def test_kill_9_leaves_a_playable_partial_file_that_blocks_the_name(tmp_path):
+    from tests.live.conftest import REPO
+
+    target = tmp_path / "rec.ts"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert os.listdir(tmp_path) == [".rec.partial.ts"]     # no rec.ts: it was never finished
+    assert count_frames(tmp_path / ".rec.partial.ts") == 12  # every frame encoded reached the file
+    with pytest.raises(OutputError, match="interrupted"):
+        open_output(str(target), fps=10, size=(64, 48))
 
 
 def test_hls_playlist_and_segments(tmp_path):
