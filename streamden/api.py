@@ -16,7 +16,8 @@ from .models.registry import load_model, model_alignment
 from .models.streaming import StreamingDenoiser
 from .noise.estimate import SigmaTracker, estimate_sigma
 from .align import make_aligner
-from .pipeline import DownloadNode, UploadNode, load_network, make_denoise_node, parse_fps, parse_sigma
+from .pipeline import (DownloadNode, UploadNode, decode_options, load_network, make_denoise_node, parse_fps,
+                       parse_sigma)
 from .tensors import image_to_tensor, resolve_device, tensor_to_image
 from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
 
@@ -49,10 +50,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
         return denoise_segmented(src, dst, config=config, stream=stream, overwrite=overwrite,
                                  handle_signals=handle_signals, on_frame=on_frame, on_start=on_start)
     sigma = parse_sigma(config.noise.sigma)
-    source = open_source(str(src), stream=stream, isolate=config.input.isolate,
-                         max_corrupt_fraction=config.input.max_corrupt_fraction,
-                         max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                         stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
+    source = open_source(str(src), stream=stream, **decode_options(config))
     fps = parse_fps(config.encode.fps) or source.fps
     sink = open_sink(str(dst), fps=fps, width=source.width, height=source.height,
                      bit_depth=source.bit_depth, color=source.color, codec=config.encode.codec,

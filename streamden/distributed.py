@@ -32,16 +32,14 @@ import glob
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import Cancelled, ConfigError, InputError, OutputError, StreamdenError
-from .graph import Node
-from .io.frame import Frame
+from .segments import (CONTEXT, Manifest, SegmentJob, checksum, denoise_segment, denoise_segmented, estimate_segment,
+                       plan_segments, segment_frames, work_dir)
 
 __all__ = ["RAY_MISSING", "import_ray", "connect", "denoise_on_ray", "denoise_batch", "expand_inputs",
            "verify", "JobResult", "BatchReport", "VerifyReport"]
@@ -81,25 +79,6 @@ def connect(address: str | None = None, **init: Any):
 
 # --------------------------------------------------------------------------- tasks (workers)
 
-@dataclass
-class _Spec:
-    """What a task needs to know about its job (pickled to the workers)."""
-
-    src: str
-    folder: str
-    ext: str
-    stream: int | None
-    config: Any                      # DenoiseConfig
-    fps: Fraction
-    width: int
-    height: int
-    bit_depth: int
-    color: Any
-    rotation: Any
-    origin: Fraction
-    fixed_sigma: float | None
-
-
 _MODELS: dict[tuple, Any] = {}   # per worker process: tasks reuse the loaded network
 
 
@@ -113,92 +92,31 @@ def _model(config, device):
     return _MODELS[key]
 
 
-def _decode_options(config) -> dict[str, Any]:
-    return dict(isolate=config.input.isolate, max_corrupt_fraction=config.input.max_corrupt_fraction,
-                max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
+def _estimate_segment(spec, plan, first: int, stop: int) -> list[float]:
+    """Ray task: the raw noise estimates of frames ``[first, stop)`` (first pass of ``sigma: auto``)."""
+
+    return estimate_segment(spec, plan, first, stop)
 
 
-def _range_source(spec: _Spec, plan, start: int, end: int):
-    from .io.source import open_source
-    from .segments import _RangeSource
-
-    seek = plan.pts[start] if start > 0 and plan.seekable else None
-    inner = open_source(spec.src, stream=spec.stream, seek_pts=seek,
-                        first_index=start if seek is not None else 0, rotation=spec.rotation,
-                        **_decode_options(spec.config))
-    return inner, _RangeSource(inner, plan, start, end)
-
-
-class _GivenSigmaUpload(Node):
-    """Upload with the sigmas the driver worked out for frames ``start, start + 1, ...``."""
-
-    def __init__(self, device, start: int, sigmas: list[float]) -> None:
-        super().__init__(name="upload")
-        self.device, self.start, self.sigmas = device, start, sigmas
-
-    def process(self, frame: Frame) -> Iterable[Frame]:
-        from .tensors import image_to_tensor
-
-        out = frame.with_image(image_to_tensor(frame.image, self.device))
-        out.sigma = self.sigmas[frame.index - self.start]
-        yield out
-
-
-def _estimate_segment(spec: _Spec, plan, first: int, stop: int) -> list[float]:
-    """Ray task: the raw noise estimates of frames ``[first, stop)`` (first pass of ``sigma: auto``),
-    computed as an uninterrupted run's upload does (on the CPU)."""
-    from .noise.estimate import estimate_sigma
-    from .tensors import image_to_tensor
-
-    _, source = _range_source(spec, plan, first, stop)
-    try:
-        return [float(estimate_sigma(image_to_tensor(frame.image, "cpu"))) for frame in source.generate()]
-    finally:
-        source.close()
-
-
-def _denoise_segment(spec: _Spec, plan, number: int, first: int, stop: int,
-                     sigmas: list[float] | None, in_task: Callable[[int, int], None] | None) -> dict[str, Any]:
-    """Ray task: denoise segment ``number`` (frames ``[first, stop)`` plus context) into its
-    file in the work folder; returns its manifest record."""
-    from .graph import Graph
-    from .io.atomic import discard
-    from .io.sink import VideoFileSink
-    from .pipeline import DownloadNode, make_denoise_node
-    from .segments import CONTEXT, _KeepRange, _SegmentUpload, _sha256
+def _denoise_segment(spec, plan, number: int, sigmas: list[float] | None,
+                     in_task: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """Ray task: denoise segment ``number`` into the work folder; returns its manifest record,
+    with ``problems`` and ``cpu_seconds`` for the driver's report."""
     from .tensors import resolve_device
 
-    cpu_started = time.process_time()
-    config = spec.config
-    device = resolve_device(config.model.device)
-    start, end = max(0, first - CONTEXT), min(plan.frames, stop + CONTEXT)
-    inner, source = _range_source(spec, plan, start, end)
-    if sigmas is None:
-        upload = _SegmentUpload(device, spec.fixed_sigma, config.noise.smoothing, first, stop, None, [])
-    else:
-        upload = _GivenSigmaUpload(device, start, sigmas)
-    name = f"seg_{number:05d}{spec.ext}"
-    path = Path(spec.folder) / name
-    sink = VideoFileSink(path, fps=spec.fps, width=spec.width, height=spec.height, bit_depth=spec.bit_depth,
-                         color=spec.color, codec=config.encode.codec, crf=config.encode.crf,
-                         preset=config.encode.preset, overwrite=True, source_path=spec.src, origin=spec.origin)
-    nodes = [source, upload, make_denoise_node(config, device, _model(config, device)),
-             _KeepRange(first, stop), DownloadNode(), sink]
-    try:
-        written = iter(range(1, end - start + 1))
-        Graph(nodes, queue_size=config.graph.queue_size).run(
-            handle_signals=False, on_item=(lambda _: in_task(number, next(written))) if in_task else None)
-    except BaseException:
-        discard(path)
-        raise
-    problems = getattr(inner, "problems", None)
-    return {"file": name, "first": first, "stop": stop, "frames": sink.frames_written, "sha256": _sha256(path),
-            "problems": problems.summary() if problems is not None and problems.count else "",
-            "cpu_seconds": time.process_time() - cpu_started}
+    device = resolve_device(spec.config.model.device)
+    written = iter(range(1, 1 << 30))
+    record = denoise_segment(spec, plan, number, _model(spec.config, device), sigmas=sigmas,
+                             on_frame=(lambda _: in_task(number, next(written))) if in_task else None)
+    problems = record.pop("_problems")
+    record.pop("_report")                      # the graph's report stays in the worker
+    record["problems"] = problems.summary() if problems is not None and problems.count else ""
+    record["cpu_seconds"] = record.pop("_cpu_seconds")
+    return record
 
 
-# --------------------------------------------------------------------------- jobs (driver)
+# --------------------------------------------------------------------------- driver
+
 
 @dataclass
 class JobResult:
@@ -259,65 +177,24 @@ class BatchReport:
 
 
 class _Job:
-    """One video: checks everything up front, owns the work folder and the manifest."""
+    """One video on Ray: a :class:`~streamden.segments.SegmentJob` plus this run's report and,
+    for ``sigma: auto``, the first pass's smoothed sigmas."""
 
     def __init__(self, src: str | Path, dst: str | Path, config, stream: int | None, overwrite: bool) -> None:
-        from .config import to_dict
-        from .io.atomic import check_output_path
-        from .io.sink import VideoFileSink
-        from .io.source import open_source
-        from .models.registry import load_model
-        from .pipeline import parse_fps, parse_sigma
-        from .segments import Manifest, _source_identity, plan_segments, work_dir
-        from .tensors import resolve_device
+        import dataclasses
 
-        self.src, self.dst, self.config, self.overwrite = str(src), Path(dst), config, overwrite
-        self.result = JobResult(self.src, str(self.dst))
+        from .models.registry import load_model
+
+        self.config = config
+        self.result = JobResult(str(src), str(dst))
         self.started = time.monotonic()
-        if not Path(self.src).exists():
-            raise InputError(f"{self.src}: no such file")
-        if not Path(self.src).is_file():
-            raise InputError(f"{self.src}: not a file (Ray jobs split video files; image sequences are not split)")
-        check_output_path(self.dst, overwrite=overwrite, inputs=(self.src,))
-        sigma = parse_sigma(config.noise.sigma)
-        probe = open_source(self.src, stream=stream, **dict(_decode_options(config), isolate=False))
-        fps = parse_fps(config.encode.fps) or probe.fps
-        self.plan = plan_segments(self.src, probe.stream_number, config.job.segment_frames)
-        if not self.plan.frames:
-            raise InputError(f"{self.src}: no video packets to denoise")
-        origin = Fraction(self.plan.pts[0]) * probe.time_base
-        # Refuse a bad output or model before the work folder exists (a sink never opened).
-        VideoFileSink(self.dst, fps=fps, width=probe.width, height=probe.height, bit_depth=probe.bit_depth,
-                      color=probe.color, codec=config.encode.codec, crf=config.encode.crf,
-                      preset=config.encode.preset, remux_from=self.src, overwrite=overwrite)
-        load_model(config.model.name, device=resolve_device("cpu"))
-        self.spec = _Spec(src=os.path.abspath(self.src), folder=str(work_dir(self.dst).resolve()),
-                          ext=self.dst.suffix.lower(), stream=stream, config=_absolute_model(config), fps=fps,
-                          width=probe.width, height=probe.height, bit_depth=probe.bit_depth,
-                          color=probe.color, rotation=probe.rotation, origin=origin, fixed_sigma=sigma)
-        self.folder = work_dir(self.dst)
-        # The same settings as denoise_segmented: --resume and --ray continue each other's jobs.
-        settings = {"config": to_dict(config), "stream": stream, "fps": str(fps), "output": self.spec.ext}
-        identity = _source_identity(self.src)
-        bounds = [list(b) for b in self.plan.bounds]
-        manifest = Manifest.load(self.folder) if self.folder.is_dir() else None
-        if manifest is not None and (manifest.source != identity or manifest.settings != settings
-                                     or manifest.bounds != bounds):
-            log.warning("%s: the unfinished job there was for another input or other settings; starting over",
-                        self.folder)
-            self.result.warnings.append(f"{self.folder}: unfinished job for other settings, started over")
-            manifest = None
-        if manifest is None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            try:
-                self.folder.mkdir()
-            except OSError as exc:
-                raise OutputError(f"{self.folder}: cannot create the work folder ({exc.strerror})") from None
-            manifest = Manifest(source=identity, settings=settings, bounds=bounds)
-            manifest.save(self.folder)
-        self.manifest = manifest
+        self.job = SegmentJob(src, dst, config, stream, overwrite, runner="--ray")
+        load_model(config.model.name, device="cpu")     # a bad model is refused before the work folder exists
+        self.result.warnings += self.job.open_folder()
+        self.spec = dataclasses.replace(self.job.spec, config=_absolute_model(config))   # workers run elsewhere
+        self.plan, self.folder, self.manifest = self.job.plan, self.job.folder, self.job.manifest
+        self.pending = self.job.pending
         self.result.segments = len(self.plan.bounds)
-        self.pending = [n for n in range(len(self.plan.bounds)) if not manifest.verified(n, self.folder)]
         self.result.segments_skipped = len(self.plan.bounds) - len(self.pending)
         self.sigmas: list[float] | None = None          # smoothed, per frame (sigma: auto only)
 
@@ -354,14 +231,12 @@ class _Job:
         """The sigmas of the frames a segment decodes (its context included)."""
         if self.sigmas is None:
             return None
-        from .segments import CONTEXT
 
         first, stop = self.plan.bounds[number]
         return self.sigmas[max(0, first - CONTEXT):min(self.plan.frames, stop + CONTEXT)]
 
     def record(self, number: int, record: dict[str, Any]) -> None:
         """A segment finished: record it in the manifest (replaced atomically)."""
-        from .segments import CONTEXT
 
         problems = record.pop("problems", "")
         if problems:
@@ -371,21 +246,12 @@ class _Job:
             first, stop = self.plan.bounds[number]
             record["tracker"] = self.trackers[number]
             record["tail_sigmas"] = self.sigmas[max(first, stop - CONTEXT):stop]
-        self.manifest.segments[str(number)] = record
-        self.manifest.save(self.folder)
+        self.job.record(number, record)
         self.result.segments_done += 1
 
     def finish(self) -> JobResult:
         """Join the segments into the output and remove the work folder."""
-        from .segments import join_segments
-
-        files = [self.folder / self.manifest.segments[str(n)]["file"] for n in range(len(self.plan.bounds))]
-        for n in range(len(self.plan.bounds)):
-            if not self.manifest.verified(n, self.folder):
-                raise OutputError(f"{files[n]}: segment {n} does not match its checksum; rerun to redo it")
-        join_segments(files, self.dst, remux_from=self.src, origin=self.spec.origin, overwrite=self.overwrite)
-        self.result.frames = sum(int(r["frames"]) for r in self.manifest.segments.values())
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.result.frames = self.job.finish()
         self.result.seconds = time.monotonic() - self.started
         return self.result
 
@@ -503,15 +369,13 @@ def _run_jobs(jobs: list[_Job], ray, *, workers: int | None, max_retries: int, c
             for number in job.pending:
                 if id(job) in failures:
                     break
-                first, stop = job.plan.bounds[number]
-
                 def done(record, job=job, number=number) -> None:
                     job.record(number, record)
                     if on_segment is not None:
                         on_segment(job, number)
-                yield (lambda job=job, number=number, first=first, stop=stop:
-                       scheduler.denoise.remote(job.spec, plans[id(job)], number, first, stop,
-                                                job.task_sigmas(number), in_task), done, fail(job))
+                yield (lambda job=job, number=number:
+                       scheduler.denoise.remote(job.spec, plans[id(job)], number, job.task_sigmas(number),
+                                                in_task), done, fail(job))
 
     scheduler.run(segments())
 
@@ -632,12 +496,11 @@ def denoise_batch(inputs: Iterable[str | os.PathLike], out_dir: str | Path, *, a
     started = time.monotonic()
     results: list[JobResult] = []
     if not use_ray:
-        from .segments import denoise_segmented
 
         for src, dst in zip(sources, targets):
             result = JobResult(str(src), str(dst))
             if dst.exists() and not overwrite:
-                result.skipped, result.frames = True, _count_frames(dst)
+                result.skipped, result.frames = True, segment_frames(dst)
                 results.append(result)
                 continue
             t0 = time.monotonic()
@@ -651,7 +514,7 @@ def denoise_batch(inputs: Iterable[str | os.PathLike], out_dir: str | Path, *, a
                 result.segments_done = report.segments_done
                 result.segments_skipped = report.segments_skipped
                 result.segments = result.segments_done + result.segments_skipped
-                result.frames = _count_frames(dst)
+                result.frames = segment_frames(dst)
             result.seconds = time.monotonic() - t0
             results.append(result)
         return BatchReport(results, time.monotonic() - started)
@@ -659,7 +522,7 @@ def denoise_batch(inputs: Iterable[str | os.PathLike], out_dir: str | Path, *, a
     jobs: list[_Job] = []
     for src, dst in zip(sources, targets):
         if dst.exists() and not overwrite:
-            results.append(JobResult(str(src), str(dst), skipped=True, frames=_count_frames(dst)))
+            results.append(JobResult(str(src), str(dst), skipped=True, frames=segment_frames(dst)))
             continue
         try:
             jobs.append(_Job(src, dst, config, None, overwrite))
@@ -687,14 +550,6 @@ def denoise_batch(inputs: Iterable[str | os.PathLike], out_dir: str | Path, *, a
     order = {str(src): i for i, src in enumerate(sources)}
     results.sort(key=lambda r: order[r.src])
     return BatchReport(results, time.monotonic() - started)
-
-
-def _count_frames(path: str | Path) -> int:
-    """Video packets of ``path`` (one per frame for the codecs we write), read without decoding."""
-    import av
-
-    with av.open(str(path)) as container:
-        return sum(1 for p in container.demux(container.streams.video[0]) if p.size)
 
 
 # --------------------------------------------------------------------------- verify
@@ -727,7 +582,6 @@ def verify(dst: str | Path, src: str | Path | None = None) -> VerifyReport:
     """
     import av
 
-    from .segments import Manifest, _sha256, work_dir
 
     dst = Path(dst)
     report = VerifyReport(str(dst))
@@ -744,12 +598,12 @@ def verify(dst: str | Path, src: str | Path | None = None) -> VerifyReport:
                     continue
                 path = folder / record["file"]
                 report.segments_checked += 1
-                if not path.is_file():
+                if not path.exists():
                     report.problems.append(f"{path}: missing")
-                elif _sha256(path) != record["sha256"]:
+                elif checksum(path) != record["sha256"]:
                     report.problems.append(f"{path}: checksum differs from the manifest")
-                elif _count_frames(path) != stop - first:
-                    report.problems.append(f"{path}: {_count_frames(path)} frames, expected {stop - first}")
+                elif segment_frames(path) != stop - first:
+                    report.problems.append(f"{path}: {segment_frames(path)} frames, expected {stop - first}")
     if not dst.is_file():
         if not folder.is_dir():
             report.problems.append(f"{dst}: no such output and no work folder")
@@ -773,7 +627,6 @@ def verify(dst: str | Path, src: str | Path | None = None) -> VerifyReport:
         return report
     report.frames = count
     if src is not None:
-        from .segments import plan_segments
 
         expected = plan_segments(src, segment_frames=1 << 30).frames
         if count != expected:

@@ -62,6 +62,18 @@ def parse_fps(value: str | float | int | None) -> Fraction | None:
     return fps
 
 
+def decode_options(config: "DenoiseConfig") -> dict:
+    """The keyword arguments of :func:`~streamden.io.source.open_source` that ``config.input`` sets.
+
+    >>> from streamden.config import make_config
+    >>> sorted(decode_options(make_config()))[:2]
+    ['hwaccel', 'isolate']
+    """
+    return dict(isolate=config.input.isolate, max_corrupt_fraction=config.input.max_corrupt_fraction,
+                max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
+                stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
+
+
 class UploadNode(Node):
     """numpy RGB -> float tensor on the device; sets ``frame.sigma`` (given, or estimated and smoothed)."""
 

@@ -1,4 +1,9 @@
-"""Resumable jobs: a long video denoised as segments, each its own file, joined at the end.
+"""The job layer: a long video denoised as segments, each its own file, joined at the end.
+
+``--resume`` (:func:`denoise_segmented`, segments in order, here) and Ray
+(:mod:`streamden.distributed`, segments in parallel) are two runners over the same pieces:
+:class:`SegmentJob` (checks, plan, work folder, manifest, join) and :func:`denoise_segment`
+(one segment). Either can continue the other's job.
 
 How it works (``streamden denoise IN -o OUT --resume``, or :func:`denoise_segmented`):
 
@@ -6,7 +11,9 @@ How it works (``streamden denoise IN -o OUT --resume``, or :func:`denoise_segmen
    keyframes. Segments are frame ranges ``[first, stop)`` of about ``job.segment_frames``
    frames, each starting at a keyframe when one is near (so decoding can seek there).
 2. **Work folder.** ``.OUT.segments/`` beside the output holds one file per segment
-   (``seg_00000.mkv``, same container and codec as the output) and ``manifest.json``,
+   (``seg_00000.mkv``, same container and codec as the output; for an image-sequence
+   output ``out/%05d.png``, a folder ``seg_00000/`` of images numbered as in the final
+   output) and ``manifest.json``,
    which records the source's identity (path, size, mtime), the settings, and for each
    finished segment its file, frame count and SHA-256. The manifest is replaced
    atomically after each segment, so a kill at any moment leaves a consistent one.
@@ -23,7 +30,8 @@ How it works (``streamden denoise IN -o OUT --resume``, or :func:`denoise_segmen
    for packet (timestamps are already those of the whole video: each segment's sink
    slots frames from the video's first frame); audio and subtitles are copied once from
    the source. The output is written under a temporary name and renamed; the work
-   folder is removed after that.
+   folder is removed after that. Images are moved into the output folder, each under its
+   final name, so the result equals a plain run's file for file.
 
 Resuming checks the manifest against the source and the settings (a mismatch starts the
 job over, with a warning) and each finished segment's checksum (a damaged or missing
@@ -51,8 +59,8 @@ from .graph import Graph, GraphReport, Node, SourceNode
 from .io.atomic import check_output_path, commit, discard, partial_path
 from .io.frame import Frame
 
-__all__ = ["SegmentPlan", "plan_segments", "work_dir", "Manifest", "join_segments",
-           "denoise_segmented", "CONTEXT"]
+__all__ = ["SegmentPlan", "plan_segments", "work_dir", "Manifest", "join_segments", "JobSpec", "SegmentJob",
+           "job_settings", "checksum", "denoise_segment", "estimate_segment", "segment_frames", "denoise_segmented", "CONTEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +144,24 @@ def work_dir(dst: str | os.PathLike) -> Path:
 
     >>> work_dir("videos/out.mp4").as_posix()
     'videos/.out.mp4.segments'
+    >>> work_dir("frames/%05d.png").as_posix()
+    'frames/._05d.png.segments'
     """
     dst = Path(dst)
-    return dst.with_name(f".{dst.name}.segments")
+    # no printf field in a folder name: image patterns are matched on their file name only
+    return dst.with_name(f".{dst.name.replace('%', '_')}.segments")
 
 
-def _sha256(path: Path) -> str:
+def checksum(path: Path) -> str:
+    """SHA-256 of a segment file, or of a segment folder's files (names and contents, in order)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -203,12 +219,7 @@ class Manifest:
         if record is None:
             return False
         path = folder / record["file"]
-        return path.is_file() and _sha256(path) == record["sha256"]
-
-
-def _source_identity(path: str) -> dict[str, Any]:
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return path.exists() and checksum(path) == record["sha256"]
 
 
 class _RangeSource(SourceNode):
@@ -361,6 +372,321 @@ def join_segments(files: list[Path], dst: str | os.PathLike, *, remux_from: str 
     return count
 
 
+
+class _GivenSigmaUpload(Node):
+    """Upload with the sigmas worked out beforehand for frames ``start, start + 1, ...`` (Ray's
+    first pass folds every frame's estimate in order, so segments can run in parallel)."""
+
+    def __init__(self, device, start: int, sigmas: list[float]) -> None:
+        super().__init__(name="upload")
+        self.device, self.start, self.sigmas = device, start, sigmas
+
+    def process(self, frame: Frame) -> Iterable[Frame]:
+        from .tensors import image_to_tensor
+
+        out = frame.with_image(image_to_tensor(frame.image, self.device))
+        out.sigma = self.sigmas[frame.index - self.start]
+        yield out
+
+
+def _source_identity(path: str) -> dict[str, Any]:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def segment_frames(path: Path) -> int:
+    """Frames in a finished segment: video packets of a segment file, images of a segment folder.
+
+    >>> segment_frames(Path("seg_00000.mkv"))  # doctest: +SKIP
+    4
+    """
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.is_file())
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for p in container.demux(container.streams.video[0]) if p.size)
+
+
+@dataclass
+class JobSpec:
+    """What a segment needs to know about its job; plain data, so Ray can send it to workers.
+
+    ``image_name`` is the file-name pattern (``%05d.png``) when the output is an image
+    sequence: a segment then writes a folder of images numbered as in the final output.
+    """
+
+    src: str
+    folder: str
+    ext: str
+    stream: int | None
+    config: Any                      # DenoiseConfig
+    fps: Fraction
+    width: int
+    height: int
+    bit_depth: int
+    color: Any
+    rotation: Any
+    origin: Fraction
+    fixed_sigma: float | None
+    image_name: str | None = None
+
+    def segment_name(self, number: int) -> str:
+        """``seg_00003.mkv`` (a file) or ``seg_00003`` (a folder of images)."""
+        return f"seg_{number:05d}" + ("" if self.image_name else self.ext)
+
+    def open_segment_sink(self, number: int, first: int):
+        """The sink of segment ``number`` (frames from ``first``), in the work folder."""
+        from .io.sink import ImageSequenceSink, VideoFileSink
+
+        path = Path(self.folder) / self.segment_name(number)
+        if self.image_name:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            return ImageSequenceSink(str(path / self.image_name), bit_depth=self.bit_depth, overwrite=True,
+                                     start_number=first)
+        return VideoFileSink(path, fps=self.fps, width=self.width, height=self.height, bit_depth=self.bit_depth,
+                             color=self.color, codec=self.config.encode.codec, crf=self.config.encode.crf,
+                             preset=self.config.encode.preset, overwrite=True, source_path=self.src,
+                             origin=self.origin)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        discard(path)
+
+
+def estimate_segment(spec: JobSpec, plan: SegmentPlan, first: int, stop: int) -> list[float]:
+    """The raw noise estimates of frames ``[first, stop)``, as an uninterrupted run's upload
+    computes them (on the CPU): the first pass of ``sigma: auto`` when segments run in parallel.
+
+    >>> estimate_segment(job.spec, job.plan, 0, 8)  # doctest: +SKIP
+    [20.1, 19.8, ...]
+    """
+    from .noise.estimate import estimate_sigma
+    from .tensors import image_to_tensor
+
+    _, source = _range_source(spec, plan, first, stop)
+    try:
+        return [float(estimate_sigma(image_to_tensor(frame.image, "cpu"))) for frame in source.generate()]
+    finally:
+        source.close()
+
+
+def _range_source(spec: JobSpec, plan: SegmentPlan, start: int, end: int) -> tuple[SourceNode, _RangeSource]:
+    from .io.source import open_source
+    from .pipeline import decode_options
+
+    seek = plan.pts[start] if start > 0 and plan.seekable else None
+    inner = open_source(spec.src, stream=spec.stream, seek_pts=seek, first_index=start if seek is not None else 0,
+                        rotation=spec.rotation, **decode_options(spec.config))
+    return inner, _RangeSource(inner, plan, start, end)
+
+
+def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, model, *,
+                    sigmas: list[float] | None = None, tracker: float | None = None, tail: list[float] = (),
+                    handle_signals: bool = False, on_frame: Callable[[Frame], None] | None = None
+                    ) -> dict[str, Any]:
+    """Denoise segment ``number`` (its frames plus ``CONTEXT`` on each side) into its file or
+    folder in the work folder and return its manifest record.
+
+    The sigma follows an uninterrupted run: fixed (``spec.fixed_sigma``), or ``sigmas`` worked
+    out beforehand for every decoded frame (Ray), or estimated here and smoothed from the
+    previous segment's ``tracker`` value and ``tail`` sigmas (``--resume``, in order); the record
+    then carries this segment's ``tracker`` and ``tail_sigmas``. ``model`` is the loaded network.
+    A segment cut short is removed (it is redone on resume).
+
+    >>> record = denoise_segment(job.spec, job.plan, 0, model)  # doctest: +SKIP
+    >>> record["frames"]  # doctest: +SKIP
+    8
+    """
+    from .pipeline import DownloadNode, make_denoise_node
+    from .tensors import resolve_device
+
+    cpu_started = time.process_time()
+    config = spec.config
+    device = resolve_device(config.model.device)
+    first, stop = plan.bounds[number]
+    start, end = max(0, first - CONTEXT), min(plan.frames, stop + CONTEXT)
+    inner, source = _range_source(spec, plan, start, end)
+    if sigmas is not None:
+        upload: Node = _GivenSigmaUpload(device, start, sigmas)
+    else:
+        upload = _SegmentUpload(device, spec.fixed_sigma, config.noise.smoothing, first, stop, tracker, list(tail))
+    path = Path(spec.folder) / spec.segment_name(number)
+    sink = spec.open_segment_sink(number, first)
+    nodes = [source, upload,
+             make_denoise_node(config, device, model),   # a fresh aligner: no flow cache carried over
+             _KeepRange(first, stop), DownloadNode(), sink]
+    try:
+        report = Graph(nodes, queue_size=config.graph.queue_size).run(handle_signals=handle_signals,
+                                                                      on_item=on_frame)
+    except BaseException:
+        _remove(path)  # half a segment is of no use: it is redone on resume
+        raise
+    record: dict[str, Any] = {"file": path.name, "first": first, "stop": stop, "frames": segment_frames(path),
+                              "sha256": checksum(path)}
+    if spec.fixed_sigma is None and sigmas is None:
+        record["tracker"] = upload.tracker_after
+        record["tail_sigmas"] = [upload.tail[i] for i in sorted(upload.tail)]
+    record["_report"] = report                          # for the caller; never saved
+    record["_problems"] = getattr(inner, "problems", None)
+    record["_cpu_seconds"] = time.process_time() - cpu_started
+    return record
+
+
+def job_settings(config, stream: int | None, fps: Fraction, dst: str | Path) -> dict[str, Any]:
+    """The settings a manifest records: a job continues only with the very same ones, so
+    ``--resume`` and Ray, which both call this, can continue each other's jobs.
+
+    >>> from streamden.config import make_config
+    >>> job_settings(make_config(sigma=20), None, Fraction(25), "out.mkv")["output"]
+    '.mkv'
+    """
+    from .config import to_dict
+
+    return {"config": to_dict(config), "stream": stream, "fps": str(fps), "output": Path(dst).suffix.lower()}
+
+
+class SegmentJob:
+    """One resumable job: checks, plan, spec, work folder and manifest, and the final join.
+
+    Constructing it checks everything that can be refused (input, output, codec, container)
+    and plans the segments, without touching the disk; :meth:`open_folder` then creates the
+    work folder or takes up an unfinished job's; :meth:`record` adds a finished segment to the
+    manifest; :meth:`finish` joins the segments into the output. The output is a video file
+    (segments are files, joined packet for packet, audio copied once) or an image sequence
+    (segments are folders of images numbered as in the final output, moved into place).
+
+    >>> job = SegmentJob("in.mp4", "out.mkv", make_config(sigma=20))  # doctest: +SKIP
+    >>> job.open_folder(); job.pending  # doctest: +SKIP
+    [0, 1, 2]
+    """
+
+    def __init__(self, src: str | Path, dst: str | Path, config, stream: int | None = None,
+                 overwrite: bool = False, *, runner: str = "--resume") -> None:
+        from .io.sink import ImageSequenceSink, open_sink
+        from .io.source import open_source
+        from .pipeline import decode_options, parse_fps, parse_sigma
+
+        self.src, self.dst, self.config, self.overwrite = str(src), Path(dst), config, overwrite
+        if not Path(self.src).exists():
+            raise InputError(f"{self.src}: no such file")
+        if not Path(self.src).is_file():
+            raise InputError(f"{self.src}: {runner} splits video files; image sequences are not split "
+                             f"(run it without {runner})")
+        sigma = parse_sigma(config.noise.sigma)
+        probe = open_source(self.src, stream=stream, **dict(decode_options(config), isolate=False))
+        fps = parse_fps(config.encode.fps) or probe.fps
+        # The output is refused here if it is wrong (a sink that is never opened), before any
+        # work folder exists; a video file is also checked against the input.
+        self.sink_check = open_sink(str(dst), fps=fps, width=probe.width, height=probe.height,
+                                    bit_depth=probe.bit_depth, color=probe.color, codec=config.encode.codec,
+                                    crf=config.encode.crf, preset=config.encode.preset, remux_from=self.src,
+                                    overwrite=overwrite)
+        image_name = None
+        if isinstance(self.sink_check, ImageSequenceSink):
+            if self.sink_check.single:
+                raise OutputError(f"{dst}: one image cannot hold a video; give a pattern such as "
+                                  f"out/%05d.{self.sink_check.ext}")
+            image_name = os.path.basename(self.sink_check.pattern)
+        else:
+            check_output_path(self.dst, overwrite=overwrite, inputs=(self.src,))
+        self.plan = plan_segments(self.src, probe.stream_number, config.job.segment_frames)
+        if not self.plan.frames:
+            raise InputError(f"{self.src}: no video packets to denoise")
+        self.folder = work_dir(self.dst)
+        self.spec = JobSpec(src=os.path.abspath(self.src), folder=str(self.folder.resolve()),
+                            ext=self.dst.suffix.lower(), stream=stream, config=config, fps=fps,
+                            width=probe.width, height=probe.height, bit_depth=probe.bit_depth, color=probe.color,
+                            rotation=probe.rotation, origin=Fraction(self.plan.pts[0]) * probe.time_base,
+                            fixed_sigma=sigma, image_name=image_name)
+        self.settings = job_settings(config, stream, fps, dst)
+        self.probe = probe
+        self.manifest: Manifest | None = None
+
+    def open_folder(self) -> list[str]:
+        """Create the work folder, or take up the unfinished job found there when it was for the
+        same input, settings and plan (else start over). Returns warnings (one line each)."""
+        identity = _source_identity(self.src)
+        bounds = [list(b) for b in self.plan.bounds]
+        warnings = []
+        manifest = Manifest.load(self.folder) if self.folder.is_dir() else None
+        if manifest is not None and (manifest.source != identity or manifest.settings != self.settings
+                                     or manifest.bounds != bounds):
+            log.warning("%s: the unfinished job there was for another input or other settings; starting over",
+                        self.folder)
+            warnings.append(f"{self.folder}: unfinished job for other settings, started over")
+            manifest = None
+        if manifest is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            try:
+                self.folder.mkdir()
+            except OSError as exc:
+                raise OutputError(f"{self.folder}: cannot create the work folder ({exc.strerror})") from None
+            manifest = Manifest(source=identity, settings=self.settings, bounds=bounds)
+            manifest.save(self.folder)
+        self.manifest = manifest
+        return warnings
+
+    @property
+    def pending(self) -> list[int]:
+        """The segments still to denoise (not recorded, or damaged)."""
+        return [n for n in range(len(self.plan.bounds)) if not self.manifest.verified(n, self.folder)]
+
+    def previous_state(self, number: int) -> tuple[float | None, list[float]]:
+        """The smoothed sigma after segment ``number - 1`` and its last sigmas (``sigma: auto``)."""
+        if number == 0 or self.spec.fixed_sigma is not None:
+            return None, []
+        previous = self.manifest.segments.get(str(number - 1), {})
+        if "tracker" not in previous:
+            raise OutputError(f"{self.folder}: segment {number - 1} has no recorded noise level; "
+                              "delete the work folder and rerun")
+        return previous["tracker"], previous.get("tail_sigmas", [])
+
+    def record(self, number: int, record: dict[str, Any]) -> None:
+        """A segment finished: record it in the manifest (replaced atomically). Keys starting
+        with ``_`` are the caller's and are not saved."""
+        self.manifest.segments[str(number)] = {k: v for k, v in record.items() if not k.startswith("_")}
+        self.manifest.save(self.folder)
+
+    def finish(self) -> int:
+        """Join the verified segments into the output, remove the work folder; returns the frames."""
+        names = [self.spec.segment_name(n) for n in range(len(self.plan.bounds))]
+        for number, name in enumerate(names):
+            if not self.manifest.verified(number, self.folder):
+                raise OutputError(f"{self.folder / name}: segment {number} is missing or does not match "
+                                  "its checksum; rerun to redo it")
+        paths = [self.folder / name for name in names]
+        if self.spec.image_name:
+            frames = self._move_images(paths)
+        else:
+            join_segments(paths, self.dst, remux_from=self.src, origin=self.spec.origin, overwrite=self.overwrite)
+            frames = sum(int(r["frames"]) for r in self.manifest.segments.values())
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return frames
+
+    def _move_images(self, folders: list[Path]) -> int:
+        """Move every segment's images into the output folder under their final names."""
+        sink = self.sink_check
+        sink.open()   # creates a named output folder that does not exist yet
+        count = 0
+        for folder in folders:
+            for path in sorted(folder.iterdir()):
+                target = sink.folder / path.name
+                if target.exists() and not self.overwrite:
+                    raise OutputError(f"{target}: exists; pass --overwrite to replace it")
+                try:
+                    os.replace(path, target)
+                except OSError as exc:
+                    raise OutputError(f"{target}: cannot move the finished image into place "
+                                      f"({exc.strerror}); the segments stay in {self.folder}") from None
+                count += 1
+        return count
+
+
 def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int | None = None,
                       overwrite: bool = False, handle_signals: bool = True,
                       on_frame: Callable[[Frame], None] | None = None,
@@ -368,10 +694,11 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
                       after_segment: Callable[[int], None] | None = None) -> GraphReport:
     """Denoise ``src`` into ``dst`` as a resumable job (see the module docstring).
 
-    ``config`` is a :class:`~streamden.config.DenoiseConfig`. Finished segments found in
-    the work folder are kept (checksums verified), the rest are denoised, then everything
-    is joined. ``after_segment(number)`` is called after each segment is recorded (tests
-    use it to interrupt a job at a known point). On Ctrl-C the finished segments stay and
+    ``config`` is a :class:`~streamden.config.DenoiseConfig`; ``dst`` a video file or an image
+    sequence (``out/%05d.png``). Finished segments found in the work folder are kept
+    (checksums verified), the rest are denoised in order, then everything is joined.
+    ``after_segment(number)`` is called after each segment is recorded (tests use it to
+    interrupt a job at a known point). On Ctrl-C the finished segments stay and
     :class:`~streamden.errors.Cancelled` says to rerun with ``--resume``. Returns the
     report of the last segment run with ``segments_done``, ``segments_skipped`` and
     ``input_problems`` added.
@@ -379,112 +706,39 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     >>> from streamden.config import make_config
     >>> denoise_segmented("in.mp4", "out.mkv", config=make_config(sigma=20))  # doctest: +SKIP
     """
-    from .config import to_dict
-    from .io.sink import VideoFileSink
-    from .io.source import DecodeProblems, open_source
-    from .pipeline import DownloadNode, load_network, make_denoise_node, parse_fps, parse_sigma
+    from .io.source import DecodeProblems
+    from .pipeline import load_network
     from .tensors import resolve_device
 
-    src, dst = str(src), Path(dst)
-    if not Path(src).is_file():
-        raise InputError(f"{src}: --resume needs a video file (image sequences are not segmented)")
-    check_output_path(dst, overwrite=overwrite, inputs=(src,))
-    sigma = parse_sigma(config.noise.sigma)
-    decode = dict(isolate=config.input.isolate, max_corrupt_fraction=config.input.max_corrupt_fraction,
-                  max_pixels=config.input.max_pixels, on_crash=config.input.on_crash,
-                  stall_seconds=config.input.stall_seconds, hwaccel=config.input.hwaccel)
-    probe_source = open_source(src, stream=stream, **dict(decode, isolate=False))
-    fps = parse_fps(config.encode.fps) or probe_source.fps
-    plan = plan_segments(src, probe_source.stream_number, config.job.segment_frames)
-    if not plan.frames:
-        raise InputError(f"{src}: no video packets to denoise")
-    origin = Fraction(plan.pts[0]) * probe_source.time_base
-    # Everything that can be refused is checked before the work folder exists: the output
-    # (codec, container, copied streams: a sink that is never opened) and the model.
-    VideoFileSink(dst, fps=fps, width=probe_source.width, height=probe_source.height,
-                  bit_depth=probe_source.bit_depth, color=probe_source.color, codec=config.encode.codec,
-                  crf=config.encode.crf, preset=config.encode.preset, remux_from=src, overwrite=overwrite)
-    device = resolve_device(config.model.device)
-    model = load_network(config, device)
-    folder = work_dir(dst)
-    settings = {"config": to_dict(config), "stream": stream, "fps": str(fps), "output": dst.suffix.lower()}
-    identity = _source_identity(src)
-    manifest = Manifest.load(folder) if folder.is_dir() else None
-    if manifest is not None and (manifest.source != identity or manifest.settings != settings
-                                 or manifest.bounds != [list(b) for b in plan.bounds]):
-        log.warning("%s: the unfinished job there was for another input or other settings; starting over",
-                    folder)
-        manifest = None
-    if manifest is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            folder.mkdir()
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot create the work folder ({exc.strerror})") from None
-        manifest = Manifest(source=identity, settings=settings, bounds=[list(b) for b in plan.bounds])
-        manifest.save(folder)
+    job = SegmentJob(src, dst, config, stream, overwrite)
+    model = load_network(config, resolve_device(config.model.device))   # refused before the work folder exists
+    job.open_folder()
     if on_start:
-        on_start(probe_source)
-
-    ext = dst.suffix.lower()
-    files: list[Path] = []
+        on_start(job.probe)
     problems = DecodeProblems()
     report: GraphReport | None = None
-    done = skipped = 0
+    pending = job.pending
     started = time.monotonic()
-    for number, (first, stop) in enumerate(plan.bounds):
-        name = f"seg_{number:05d}{ext}"
-        files.append(folder / name)
-        if manifest.verified(number, folder):
-            skipped += 1
-            continue
-        previous = manifest.segments.get(str(number - 1), {}) if number else {}
-        if number and sigma is None and "tracker" not in previous:
-            raise OutputError(f"{folder}: segment {number - 1} has no recorded noise level; "
-                              "delete the work folder and rerun")
-        start, end = max(0, first - CONTEXT), min(plan.frames, stop + CONTEXT)
-        seek = plan.pts[start] if start > 0 and plan.seekable else None
-        inner = open_source(src, stream=stream, seek_pts=seek, first_index=start if seek is not None else 0,
-                            rotation=probe_source.rotation, **decode)
-        upload = _SegmentUpload(device, sigma, config.noise.smoothing, first, stop,
-                                previous.get("tracker"), previous.get("tail_sigmas", []))
-        sink = VideoFileSink(folder / name, fps=fps, width=probe_source.width, height=probe_source.height,
-                             bit_depth=probe_source.bit_depth, color=probe_source.color,
-                             codec=config.encode.codec, crf=config.encode.crf,
-                             preset=config.encode.preset, overwrite=True, source_path=src, origin=origin)
-        source = _RangeSource(inner, plan, start, end)
-        nodes = [source, upload,
-                 make_denoise_node(config, device, model),   # a fresh aligner: no flow cache carried over
-                 _KeepRange(first, stop), DownloadNode(), sink]
+    for number in pending:
+        tracker, tail = job.previous_state(number)
         try:
-            report = Graph(nodes, queue_size=config.graph.queue_size).run(
-                handle_signals=handle_signals, on_item=on_frame)
+            record = denoise_segment(job.spec, job.plan, number, model, tracker=tracker, tail=tail,
+                                     handle_signals=handle_signals, on_frame=on_frame)
         except Cancelled as exc:
-            discard(folder / name)  # half a segment is of no use: it is redone on resume
-            raise Cancelled(f"interrupted in segment {number + 1} of {len(plan.bounds)}; the "
-                            f"{len(manifest.segments)} finished segments are kept in {folder}: rerun "
+            raise Cancelled(f"interrupted in segment {number + 1} of {len(job.plan.bounds)}; the "
+                            f"{len(job.manifest.segments)} finished segments are kept in {job.folder}: rerun "
                             "with --resume to continue") from exc
-        except BaseException:
-            discard(folder / name)
-            raise
-        _merge(problems, getattr(inner, "problems", None))
-        record = {"file": name, "first": first, "stop": stop, "frames": sink.frames_written,
-                  "sha256": _sha256(folder / name)}
-        if sigma is None:
-            record["tracker"] = upload.tracker_after
-            record["tail_sigmas"] = [upload.tail[i] for i in sorted(upload.tail)]
-        manifest.segments[str(number)] = record
-        manifest.save(folder)
-        done += 1
+        report = record["_report"]
+        _merge(problems, record["_problems"])
+        job.record(number, record)
         if after_segment is not None:
             after_segment(number)
-    join_segments(files, dst, remux_from=src, origin=origin, overwrite=overwrite)
-    shutil.rmtree(folder, ignore_errors=True)
+    job.finish()
     if report is None:  # every segment was already done: only the join ran
         report = GraphReport(nodes=[], wall_seconds=0.0, outcome="complete")
     report.wall_seconds = time.monotonic() - started
-    report.segments_done = done  # type: ignore[attr-defined]
-    report.segments_skipped = skipped  # type: ignore[attr-defined]
+    report.segments_done = len(pending)  # type: ignore[attr-defined]
+    report.segments_skipped = len(job.plan.bounds) - len(pending)  # type: ignore[attr-defined]
     report.input_problems = problems  # type: ignore[attr-defined]
     return report
 

@@ -164,3 +164,44 @@ def test_cli_denoise_and_batch_with_ray(local_ray, clip, random_weights, tmp_pat
     assert main(["batch", "in.mp4", "--out", "batch", "--ray", "--ext", ".mkv", *common]) == 0
     assert "1 of 1 videos written" in capsys.readouterr().out
     assert Path("batch/in.mkv").is_file()
+
+
+def _image_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("sigma", ["20", "auto"])
+def test_image_sequence_output_equals_a_plain_run_file_for_file(local_ray, clip, random_weights, tmp_path, sigma):
+    plain, out = tmp_path / "plain", tmp_path / "ray"
+    plain.mkdir()
+    out.mkdir()
+    denoise_video(clip, plain / "%05d.png", preset=None, model=str(random_weights), sigma=sigma,
+                  handle_signals=False)
+    result = denoise_on_ray(clip, out / "%05d.png", config=_config(random_weights, sigma))
+    assert (result.segments, result.frames) == (3, FRAMES)
+    assert _image_files(out) == _image_files(plain) and len(_image_files(out)) == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "ray"]   # work folder removed
+
+
+def test_ray_continues_a_resume_job_and_the_result_is_exact(local_ray, clip, random_weights, tmp_path):
+    """--resume and Ray write the same manifest: Ray takes over an interrupted --resume job."""
+    from streamden.segments import denoise_segmented
+
+    config = _config(random_weights, "auto")
+    out = tmp_path / "out.mkv"
+
+    def stop(number: int) -> None:
+        raise Cancelled("test interruption")
+    with pytest.raises(Cancelled):
+        denoise_segmented(clip, out, config=config, handle_signals=False, after_segment=stop)
+    result = denoise_on_ray(clip, out, config=config)
+    assert (result.segments_skipped, result.segments_done) == (1, 2)
+    _assert_same(read_frames(out), _single_process(clip, random_weights, "auto")[0])
+
+
+def test_cli_ray_writes_an_image_sequence(local_ray, clip, random_weights, tmp_path):
+    out = tmp_path / "frames"
+    out.mkdir()
+    code = main(["denoise", str(clip), "-o", str(out / "%05d.png"), "--ray", "--no-progress", "--model", str(random_weights),
+                 "--sigma", "20", "--set", "job.segment_frames=8"])
+    assert code == 0 and len(list(out.iterdir())) == FRAMES

@@ -158,6 +158,25 @@ def test_resume_continues_without_redoing_and_equals_an_uninterrupted_run(tmp_pa
     assert audio[0] == audio[1]  # copied once, whole: same packets at the same times
 
 
+def test_resume_writes_an_image_sequence_equal_to_a_plain_run_file_for_file(tmp_path, random_weights):
+    src = make_video(tmp_path / "in.mp4", frames=12, size=(64, 48), gop=4)
+    plain, out = tmp_path / "plain", tmp_path / "out"
+    plain.mkdir()
+    out.mkdir()
+    denoise_video(src, plain / "%05d.png", preset=None, model=str(random_weights), sigma="auto", handle_signals=False)
+    config = _config(model=str(random_weights), sigma="auto")
+
+    def stop(number: int) -> None:
+        raise Cancelled("test interruption")
+    with pytest.raises(Cancelled):
+        denoise_segmented(src, out / "%05d.png", config=config, handle_signals=False, after_segment=stop)
+    assert sorted(p.name for p in out.iterdir()) == [work_dir(out / "%05d.png").name]   # nothing in place yet
+    report = denoise_segmented(src, out / "%05d.png", config=config, handle_signals=False)
+    assert (report.segments_skipped, report.segments_done) == (1, 2)
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert len(files) == 12 and files == {p.name: p.read_bytes() for p in sorted(plain.iterdir())}
+
+
 def test_damaged_segment_is_redone(tmp_path, random_weights):
     src = make_video(tmp_path / "in.mp4", frames=12, size=(64, 48), gop=4)
     config = _config(model=str(random_weights), sigma="20")
