@@ -27,6 +27,11 @@ DIS_PRESETS = {
 }
 
 
+#: Frames with a shorter side are padded (replicated borders) before DIS; every preset was
+#: checked at 32 x 32 up to 32 x 4000 and 4000 x 32.
+DIS_MIN_SIDE = 32
+
+
 class FlowEstimator(Protocol):
     """``(ref, moving)`` luma ``(N, 1, H, W)`` -> flow ``(N, 2, H, W)`` from ref to moving."""
 
@@ -42,6 +47,8 @@ class DISFlow:
     >>> est = DISFlow("fast")
     >>> est(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)).shape
     torch.Size([1, 2, 32, 32])
+    >>> est(torch.rand(1, 1, 8, 200), torch.rand(1, 1, 8, 200)).shape   # padded for DIS
+    torch.Size([1, 2, 8, 200])
     """
 
     def __init__(self, preset: str = "medium", prefilter: float = 1.0):
@@ -63,7 +70,13 @@ class DISFlow:
         return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     def _one(self, ref: np.ndarray, moving: np.ndarray) -> np.ndarray:
-        flow = self._dis.calc(ref, moving, None)          # (H, W, 2), ref -> moving
+        height, width = ref.shape
+        # OpenCV's DIS refuses, or crashes the process on, frames with a short side below
+        # about 16 px (seen: 16x200 with the fast preset): small frames are padded first.
+        pad_y, pad_x = max(0, DIS_MIN_SIDE - height), max(0, DIS_MIN_SIDE - width)
+        if pad_y or pad_x:
+            ref, moving = (cv2.copyMakeBorder(im, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE) for im in (ref, moving))
+        flow = self._dis.calc(ref, moving, None)[:height, :width]   # (H, W, 2), ref -> moving
         return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 
 
