@@ -39,7 +39,8 @@ from streamden.burst.fuse import denoise_single, residual_guard
 from streamden.burst.noise import NoiseModel
 from streamden.burst.synth import make_night_burst
 from streamden.metrics import psnr, ssim
-from streamden.models.registry import load_model
+from streamden.config import make_config
+from streamden.engine import Engine
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "images"
 METHODS = ("noisy", "single", "single-guard", "mean", "merge", "windows", "network", "network-auto")
@@ -71,8 +72,8 @@ def run(method: str, frames: torch.Tensor, ref: int, noise: NoiseModel, model) -
         out = denoise_single(model, frames[ref], std)
         return (residual_guard(frames[ref], out, std) if method == "single-guard" else out), ref
     if method == "network-auto":
-        return fuse_burst(frames, reference=ref, model=model).image, ref
-    return fuse_burst(frames, reference=ref, noise=noise, method=method, model=model).image, ref
+        return fuse_burst(frames, reference=ref, engine=model).image, ref
+    return fuse_burst(frames, reference=ref, noise=noise, method=method, engine=model).image, ref
 
 
 def main() -> None:
@@ -89,7 +90,7 @@ def main() -> None:
     if not IMAGES.is_dir():
         raise SystemExit(f"shared data not found at {IMAGES}")
     torch.set_grad_enabled(False)
-    model = load_model(args.model or DEFAULT_MODEL)
+    model = Engine(make_config("night_burst", model=args.model or DEFAULT_MODEL))
     methods = args.methods.split(",")
     rows = []
     for path in photos(args.count, args.size):

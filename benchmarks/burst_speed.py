@@ -20,7 +20,8 @@ import torch
 
 from streamden.burst.core import fuse_burst
 from streamden.burst.synth import make_night_burst
-from streamden.models.registry import load_model
+from streamden.config import make_config
+from streamden.engine import Engine
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "images"
 
@@ -39,9 +40,9 @@ def main() -> None:
     burst = make_night_burst(image, args.frames, sigma=30.0, seed=0)
     frames = torch.from_numpy(burst.noisy).permute(0, 3, 1, 2)
     del burst
-    model = load_model(None, device=args.device)
+    model = Engine(make_config("night_burst", device=args.device))
     start = time.perf_counter()
-    result = fuse_burst(frames, model=model)
+    result = fuse_burst(frames, engine=model)
     total = time.perf_counter() - start
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     print(f"{args.frames} frames of {width}x{height} ({width * height / 1e6:.1f} MP) on {args.device}, "

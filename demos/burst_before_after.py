@@ -28,7 +28,8 @@ from streamden.burst.io import write_photo
 from streamden.burst.noise import NoiseModel
 from streamden.burst.synth import make_night_burst
 from streamden.metrics import psnr
-from streamden.models.registry import load_model
+from streamden.config import make_config
+from streamden.engine import Engine
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "images"
 
@@ -54,7 +55,7 @@ def main() -> None:
     frames = torch.from_numpy(burst.noisy).permute(0, 3, 1, 2)
     ref = frames[burst.reference]
     noise = NoiseModel(burst.gain, burst.read)
-    single = denoise_single(load_model(DEFAULT_MODEL), ref, noise.std_map(ref[None])[0])
+    single = denoise_single(Engine(make_config("night_burst", model=DEFAULT_MODEL)), ref, noise.std_map(ref[None])[0])
     truth = torch.from_numpy(burst.truth).permute(2, 0, 1)
     ys, xs = np.nonzero(burst.object_mask)
     cy, cx = int(ys.mean()), int(xs.mean())

@@ -8,17 +8,14 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import AlignConfig, ModelConfig, make_config
+from .config import make_config
+from .engine import Engine
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
 from .io.frame import Frame
-from .models.registry import load_model, model_alignment
-from .models.streaming import StreamingDenoiser
-from .noise.estimate import SigmaTracker, estimate_sigma
-from .align import make_aligner
-from .pipeline import (DownloadNode, UploadNode, decode_options, load_network, make_denoise_node, parse_fps,
-                       parse_sigma)
-from .tensors import image_to_tensor, resolve_device, tensor_to_image
+from .noise.estimate import estimate_sigma
+from .pipeline import DenoiseNode, DownloadNode, UploadNode, decode_options, parse_fps, parse_sigma
+from .tensors import image_to_tensor, tensor_to_image
 from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
 
 def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
@@ -56,9 +53,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                      bit_depth=source.bit_depth, color=source.color, codec=config.encode.codec,
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
-    device = resolve_device(config.model.device)
-    nodes = [source, UploadNode(device, sigma, config.noise.smoothing),
-             make_denoise_node(config, device, load_network(config, device)), DownloadNode(), sink]
+    engine = Engine(config)
+    nodes = [source, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)
@@ -78,7 +74,10 @@ class Denoiser:
     Accepts ``(H, W, 3)`` uint8/uint16 numpy RGB or ``(3, H, W)`` float tensors in [0, 1];
     returns the same kind. ``push`` returns the frames that became ready (none for the
     first two), ``flush`` the rest at the end of the sequence; ``reset`` starts a new one.
-    ``align`` is ``auto`` (what the model was trained with), ``none`` or ``flow``.
+    ``align`` is ``auto`` (what the model was trained with), ``none`` or ``flow``. The
+    network is the :class:`~streamden.engine.Engine` of the config that ``preset``,
+    ``config_file``, ``overrides`` and the keyword shortcuts make, as for :func:`denoise_video`
+    (no preset by default: the config defaults); ``model`` may also be a network module.
 
     >>> den = Denoiser(sigma=20, model=None, device="cpu", allow_untrained=True)
     >>> frames = np.zeros((4, 16, 16, 3), np.uint8)
@@ -88,19 +87,19 @@ class Denoiser:
     """
 
     def __init__(self, sigma: float | str | None = "auto", model: str | torch.nn.Module | None = None,
-                 device: str | torch.device = "auto", precision: str = "auto", smoothing: float = 0.9,
-                 allow_untrained: bool = False, align: str = "auto"):
-        self.device = resolve_device(device)
-        model_align = "none"
-        if not isinstance(model, torch.nn.Module):
-            model_align = model_alignment(model)
-            model = load_model(model, device=self.device, allow_untrained=allow_untrained)
-        aligner = make_aligner(AlignConfig(mode=align), self.device, model_align)
-        self.sigma = parse_sigma(sigma)
-        self.tracker = SigmaTracker(smoothing)
-        # The engine keeps its own prepared copy of the network (NetworkRunner).
-        self.engine = StreamingDenoiser(model, device=self.device, aligner=aligner,
-                                        options=ModelConfig(precision=precision).inference_options())
+                 device: str | torch.device = "auto", precision: str = "auto", smoothing: float | None = None,
+                 allow_untrained: bool = False, align: str = "auto", *, preset: str | None = None,
+                 config_file: str | Path | None = None, overrides: Iterable[str] = (), **options: Any):
+        module = model if isinstance(model, torch.nn.Module) else None
+        config = make_config(preset, config_file, overrides, door="frames", sigma=sigma, device=str(device), precision=precision,
+                             smoothing=smoothing, align=align, model=None if module is not None else model,
+                             **options)
+        self.config = config
+        self.engine = Engine(config, model=module, allow_untrained=allow_untrained)
+        self.device = self.engine.device
+        self.sigma = parse_sigma(config.noise.sigma)
+        self.tracker = self.engine.sigma_tracker()
+        self.stream = self.engine.stream()
         self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 
     def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:
@@ -116,15 +115,15 @@ class Denoiser:
             self._kinds.append(None)
             tensor = frame.to(self.device, torch.float32)
         sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
-        return self._convert(self.engine.push(tensor, sigma))
+        return self._convert(self.stream.push(tensor, sigma))
 
     def flush(self) -> list[np.ndarray | torch.Tensor]:
         """End of the sequence: return the frames still held back."""
-        return self._convert(self.engine.finish())
+        return self._convert(self.stream.finish())
 
     def reset(self) -> None:
         """Drop everything held and start a new sequence (use at scene cuts)."""
-        self.engine.reset()
+        self.stream.reset()
         self.tracker.reset()
         self._kinds.clear()
 
@@ -143,8 +142,9 @@ class Denoiser:
 
 
 def denoise_frames(frames: np.ndarray, sigma: float | str = "auto", model: str | torch.nn.Module | None = None,
-                   device: str = "auto", allow_untrained: bool = False) -> np.ndarray:
+                   device: str = "auto", allow_untrained: bool = False, **options: Any) -> np.ndarray:
     """Denoise a ``(T, H, W, 3)`` uint8 (or uint16) RGB array; returns the same shape and dtype.
+    Further keywords are those of :class:`Denoiser`.
 
     >>> out = denoise_frames(np.zeros((3, 8, 8, 3), np.uint8), sigma=10, allow_untrained=True)
     >>> out.shape, out.dtype
@@ -155,5 +155,5 @@ def denoise_frames(frames: np.ndarray, sigma: float | str = "auto", model: str |
         raise ValueError(f"expected a (T, H, W, 3) array, got shape {frames.shape}")
     if len(frames) == 0:
         return frames.copy()
-    denoiser = Denoiser(sigma=sigma, model=model, device=device, allow_untrained=allow_untrained)
+    denoiser = Denoiser(sigma=sigma, model=model, device=device, allow_untrained=allow_untrained, **options)
     return np.stack(list(denoiser(frames)))

@@ -299,13 +299,17 @@ def _naive_baseline(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 
 def _streaming(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
                options: InferenceOptions) -> Callable[[], None]:
-    runner = NetworkRunner(model, device, options)
+    """The engine every front door runs, with ``options``, on unaligned frames."""
+    from .config import make_config
+    from .engine import Engine
+
+    engine = Engine(make_config(None, device=str(device), align="none"), model=model, options=options)
 
     def run() -> None:
-        engine = StreamingDenoiser(runner, device)
+        stream = engine.stream()
         for frame in frames:
-            engine.push(frame, BENCH_SIGMA)
-        engine.finish()
+            stream.push(frame, BENCH_SIGMA)
+        stream.finish()
     return run
 
 

@@ -1,9 +1,10 @@
 """`streamden bench live`: latency, cadence and degraded share of the live pipeline per frame size.
 
 A clocked in-process camera (a rendered scene with Gaussian noise, sigma 25) delivers
-frames at ``fps`` in real time into a :class:`~streamden.live.LiveStream` with the
-surveillance preset's settings and the shipped model; the pacer's emissions go to a null
-output. Figures per size: frames in and out, how many went through each processing path
+frames at ``fps`` in real time into a :class:`~streamden.live.LiveStream` over an
+:class:`~streamden.engine.Engine` of the surveillance preset with ``live.lookahead`` and
+``noise.sigma=25`` set (the shipped model, or ``model``); the pacer's emissions go to a
+null output. Figures per size: frames in and out, how many went through each processing path
 (the degraded share is everything but ``full``), late/dropped/repeated, arrival->emission
 latency p50/p99, emission interval p99/max, and the path costs measured at calibration
 (``full`` is one output frame of the full path at the chosen look-ahead; ``-`` where the
@@ -106,23 +107,23 @@ def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)),
 
     >>> print(run_live_bench([(64, 48)], seconds=2).format_table())  # doctest: +SKIP
     """
-    from .live import LiveSettings, LiveStream, SharedModel
-    from .models.accel import InferenceOptions
-    from .models.registry import load_model
+    from .config import make_config
+    from .engine import Engine
+    from .live import LiveStream
     from .sample import render_scene
-    from .tensors import resolve_device
 
-    dev = resolve_device(device)
+    config = make_config("surveillance", None, [f"live.lookahead={lookahead}", "noise.sigma=25"], door="live",
+                         model=model, device=device)
+    engine = Engine(config, allow_untrained=True, live=True)
+    dev = engine.device
     hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
                              threads=torch.get_num_threads(), lookahead=lookahead)
-    shared = SharedModel(load_model(model, device=dev, allow_untrained=True), dev, InferenceOptions())
     rng = np.random.default_rng(0)
     for width, height in sizes:
         clean = render_scene(24, (width, height))
         noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
-        stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), shared, [],
-                            LiveSettings(lookahead=lookahead, sigma=25.0))
+        stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), engine, [])
         stream.start()
         time.sleep(seconds)
         stream.stop()

@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from .cpu import tune_malloc
-from .errors import Cancelled, StreamdenError
+from .errors import Cancelled, ConfigError, StreamdenError
 
 # x264/x265 speed presets: `--preset` takes these as the encoder's, any other name as a config preset.
 ENCODER_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -72,18 +72,24 @@ def _run_denoise(args: argparse.Namespace) -> int:
     if args.ray is not None:
         return _run_on_ray(args, preset, encoder_preset)
     bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-        bar = tqdm(unit="frame", desc="denoise", dynamic_ncols=True, file=sys.stderr)
 
-    def size_bar(source) -> None:
+    def start_bar(source) -> None:
+        # The bar appears once the input is open and the network built: an error before that
+        # (config, input, output, model) is the only line on stderr.
+        nonlocal bar
+        if not args.no_progress:
+            from tqdm import tqdm
+            bar = tqdm(total=source.estimated_frame_count, unit="frame", desc="denoise", dynamic_ncols=True,
+                       file=sys.stderr)
+
+    def step_bar(_) -> None:
         if bar is not None:
-            bar.reset(total=source.estimated_frame_count)
+            bar.update(1)
     try:
         report = denoise_video(
             args.input, args.output, preset=None if args.config else preset, config_file=args.config,
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
-            on_frame=(lambda _: bar.update(1)) if bar is not None else None, on_start=size_bar,
+            on_frame=step_bar, on_start=start_bar,
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
@@ -172,8 +178,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         import_ray()
     config = make_config(None if args.config else args.preset, args.config, args.set, sigma=args.sigma,
                          device=args.device, model=args.model, codec=args.codec, crf=args.crf)
+    suffix = "." + args.ext if args.ext and not args.ext.startswith(".") else args.ext   # --ext mkv = .mkv
     report = denoise_batch(args.inputs, args.out, address=args.ray or None, use_ray=args.ray is not None,
-                           config=config, suffix=args.ext, overwrite=args.overwrite, workers=args.workers,
+                           config=config, suffix=suffix, overwrite=args.overwrite, workers=args.workers,
                            cpus_per_task=args.cpus_per_task)
     print(report.format_table())
     if args.report:
@@ -207,25 +214,35 @@ def _add_burst(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs (PNG, JPEG, TIFF, RAW)")
     p.add_argument("-o", "--output", required=True, help="output photo (.png .tif .tiff .jpg)")
     p.add_argument("--reference", default="sharpest", help="index of the reference frame, or 'sharpest' (default)")
-    p.add_argument("--sigma", default="auto",
-                   help="noise level on the 0-255 scale, or 'auto' (default) to fit a Poisson-Gaussian model")
+    p.add_argument("--preset", default="night_burst",
+                   help="config preset from configs/ (default night_burst): the model, device, precision, tiling "
+                        "and noise level")
+    p.add_argument("--config", help="a YAML config file (replaces the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set model.precision=fp32 (repeatable)")
+    p.add_argument("--sigma",
+                   help="noise level on the 0-255 scale, or 'auto' (the preset's default) to fit a "
+                        "Poisson-Gaussian model")
     p.add_argument("--frames", type=int, help="use only the first N frames")
     p.add_argument("--method", default="network", choices=["network", "windows", "merge", "mean"],
                    help="fusion: network (default), windows (network over 5-frame windows), merge (robust "
                         "merge only), mean (plain mean of the aligned frames)")
     p.add_argument("--no-refine", action="store_true", help="global alignment only (no optical-flow refinement)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(run=_run_burst)
 
 
 def _run_burst(args: argparse.Namespace) -> int:
-    from .api import denoise_burst
+    from .burst.run import denoise_burst
+    from .config import make_config
 
-    result = denoise_burst(args.inputs, args.output, reference=args.reference, sigma=args.sigma,
-                           frames=args.frames, method=args.method, model=args.model, device=args.device,
-                           refine=not args.no_refine, overwrite=args.overwrite)
+    config = make_config(None if args.config else args.preset, args.config, args.set, door="burst",
+                         sigma=args.sigma, model=args.model, device=args.device)
+    result = denoise_burst(args.inputs, args.output, config=config, reference=args.reference,
+                           frames=args.frames, method=args.method, refine=not args.no_refine,
+                           overwrite=args.overwrite)
     kept = f", kept {' and '.join(result.metadata_copied)}" if result.metadata_copied else ""
     print(f"reference frame {result.reference}, noise {result.noise.sigma255():.1f} at mid-grey, "
           f"{result.frames_used:.1f} frames per pixel on average{kept}", file=sys.stderr)
@@ -260,7 +277,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     from .sample import write_sample
 
-    width, height = _parse_size(args.size)
+    width, height = _parse_size(args.size, "--size")
     paths = write_sample(args.folder, size=(width, height), seconds=args.seconds, fps=args.fps,
                          sigma=args.sigma, overwrite=args.overwrite)
     for path in paths:
@@ -268,12 +285,18 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def _parse_size(text: str, option: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise StreamdenError(f"size {text!r} is not WIDTHxHEIGHT") from None
+        raise ConfigError(f"{option} {text!r} is not WIDTHxHEIGHT") from None
     return width, height
+
+
+def _require(ok: bool, message: str) -> None:
+    """A bad option value is a ConfigError (one line, exit code 4) before any work starts."""
+    if not ok:
+        raise ConfigError(message)
 
 
 def _add_live(sub: argparse._SubParsersAction) -> None:
@@ -309,6 +332,10 @@ def _run_live(args: argparse.Namespace) -> int:
 
     from .live import run_live
 
+    _require(args.metrics_port is None or 0 <= args.metrics_port <= 65535,
+             f"--metrics-port must be a TCP port (0-65535), got {args.metrics_port}")
+    for option, value in (("--duration", args.duration), ("--stats", args.stats)):
+        _require(value is None or value > 0, f"{option} must be positive seconds, got {value}")
     overrides = list(args.set)
     if args.lookahead is not None:
         overrides.append(f"live.lookahead={args.lookahead}")
@@ -362,10 +389,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import PARTS, parse_size
+
+    default_sizes = "640x360,1280x720" if args.what == "live" else "540p"
+    try:
+        sizes = [parse_size(t) for t in (args.sizes or default_sizes).split(",")]
+    except ValueError as exc:
+        raise ConfigError(f"streamden bench: {exc}") from None
     if args.what == "live":
         from .bench_live import run_live_bench
 
-        sizes = [_parse_size(t) for t in (args.sizes or "640x360,1280x720").split(",")]
+        _require(args.seconds > 0, f"streamden bench live: --seconds must be positive, got {args.seconds:g}")
+        _require(args.fps > 0, f"streamden bench live: --fps must be positive, got {args.fps:g}")
         result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device)
         print(result.format_table())
         if args.json:
@@ -373,16 +408,13 @@ def _run_bench(args: argparse.Namespace) -> int:
         return 0
     from pathlib import Path
 
-    from .bench import PARTS, parse_size, run_bench
-    from .errors import ConfigError
+    from .bench import run_bench
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) if args.parts else PARTS
-    try:
-        sizes = [parse_size(t) for t in (args.sizes or "540p").split(",")]
-        if set(parts) - set(PARTS):
-            raise ValueError(f"unknown parts {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
-    except ValueError as exc:
-        raise ConfigError(f"streamden bench: {exc}") from None
+    _require(not set(parts) - set(PARTS),
+             f"streamden bench: unknown parts {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
+    _require(args.frames >= 1, f"streamden bench: --frames must be at least 1, got {args.frames}")
+    _require(args.repeat >= 1, f"streamden bench: --repeat must be at least 1, got {args.repeat}")
     result = run_bench(sizes, frames=args.frames, device=args.device, parts=parts,
                        encoder_preset=args.encoder_preset, repeat=args.repeat, model=args.model)
     table = result.format_table()
@@ -437,7 +469,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     try:
         sigmas = [float(s) for s in args.sigma.split(",") if s.strip()]
     except ValueError:
-        raise StreamdenError(f"--sigma {args.sigma!r} is not a comma-separated list of numbers") from None
+        raise ConfigError(f"--sigma {args.sigma!r} is not a comma-separated list of numbers") from None
+    _require(bool(sigmas) and all(0 <= s <= 255 for s in sigmas),
+             f"--sigma {args.sigma!r}: give noise levels in [0, 255] (0-255 scale)")
+    _require(args.frames is None or args.frames >= 1, f"--frames must be at least 1, got {args.frames}")
+    _require(args.crop is None or args.crop >= 1, f"--crop must be at least 1 pixel, got {args.crop}")
     baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines)
@@ -471,11 +507,12 @@ def _run_models(args: argparse.Namespace) -> int:
 
 #: Which model each front door uses, and how, when it differs from the plain default.
 FRONT_DOOR_MODELS = {
-    "denoise_frames, Denoiser, denoise_video, streamden denoise": " with flow alignment (align auto)",
-    "streamden live": (" without flow alignment: live runs no optical flow (its per-frame budget); "
-                       "the unaligned fastdvdnet-gaussian is 0.35 dB better on unaligned windows at sigma 30 "
-                       "but fails on large bright areas at low noise (25.4 dB out of a 28.4 dB input)"),
-    "streamden burst, denoise_burst": " (single-frame pass on the merged burst)",
+    "denoise_frames, Denoiser, denoise_video, streamden denoise, --resume, --ray": " with flow alignment (align auto)",
+    "streamden live (surveillance preset)": (
+        " without flow alignment (align.mode none): no optical flow fits a live frame's budget on a CPU; "
+        "the unaligned fastdvdnet-gaussian is 0.35 dB better on unaligned windows at sigma 30 but fails on "
+        "large bright areas at low noise (25.4 dB out of a 28.4 dB input)"),
+    "streamden burst, denoise_burst (night_burst preset)": " in single-frame mode on the merged burst, 512-pixel tiles",
 }
 
 
@@ -483,11 +520,16 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert an original FastDVDnet .pth checkpoint into streamden safetensors")
     p.add_argument("checkpoint", help="original checkpoint (state dict with module.-prefixed keys)")
     p.add_argument("output", help="destination .safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(run=_run_import)
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from .io.atomic import check_output_path
     from .models.import_original import import_fastdvdnet_checkpoint
+
+    # Never the checkpoint itself, a folder or a missing folder, and nothing replaced unasked.
+    check_output_path(args.output, overwrite=args.overwrite, inputs=(args.checkpoint,))
 
     metadata = import_fastdvdnet_checkpoint(args.checkpoint, args.output)
     print(f"wrote {args.output} ({', '.join(f'{k}={v}' for k, v in sorted(metadata.items()))})")
@@ -506,6 +548,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    r"""An error message as the one line the command prints (a wrapped library message is joined).
+
+    >>> one_line("x.pth: not a checkpoint (Weights only load failed.\n\n  Unsupported operand 110\n)")
+    'x.pth: not a checkpoint (Weights only load failed. Unsupported operand 110 )'
+    """
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamden`` console script; returns the exit code.
 
@@ -517,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except StreamdenError as exc:
-        print(f"streamden: error: {exc}", file=sys.stderr)
+        print(f"streamden: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("streamden: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ strings (values parsed as YAML scalars) the same way.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class ModelConfig:
     tile: int = 0                        # run the network on tiles of this size (0 = whole frames; CUDA OOM tiles anyway)
     tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
 
+    def __post_init__(self) -> None:
+        _check_at_least("model.tile", self.tile, 0)
+        _check_at_least("model.tile_overlap", self.tile_overlap, 0)
+
     def inference_options(self) -> "InferenceOptions":
         """How the network runs, as :class:`~streamden.models.accel.InferenceOptions` (validated).
 
@@ -60,6 +65,11 @@ class NoiseConfig:
     sigma: str = "auto"          # a number on the 0-255 scale, or "auto"
     smoothing: float = 0.9       # temporal smoothing of the auto estimate (EMA factor)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, numbers.Real) \
+                or not 0.0 <= self.smoothing < 1.0:
+            raise ConfigError(f"noise.smoothing must lie in [0, 1) (0: no smoothing), got {self.smoothing!r}")
+
 
 @dataclass
 class EncodeConfig:
@@ -70,12 +80,18 @@ class EncodeConfig:
     preset: str = "medium"
     fps: str | None = None       # None keeps the source rate; "30000/1001" or "25"
 
+    def __post_init__(self) -> None:
+        _check_at_least("encode.crf", self.crf, 0)
+
 
 @dataclass
 class GraphConfig:
     """Streaming graph runtime."""
 
     queue_size: int = 4
+
+    def __post_init__(self) -> None:
+        _check_at_least("graph.queue_size", self.queue_size, 1)
 
 
 @dataclass
@@ -114,6 +130,9 @@ class JobConfig:
 
     segment_frames: int = 250            # frames per segment (rounded to the next keyframe when possible)
 
+    def __post_init__(self) -> None:
+        _check_at_least("job.segment_frames", self.segment_frames, 1)
+
 
 @dataclass
 class LiveConfig:
@@ -144,6 +163,12 @@ class DenoiseConfig:
     input: InputConfig = field(default_factory=InputConfig)
     job: JobConfig = field(default_factory=JobConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+
+
+def _check_at_least(key: str, value: Any, low: int) -> None:
+    """A whole-number key below ``low`` (or not a whole number) is a ConfigError naming the key."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{key} must be a whole number of at least {low}, got {value!r}")
 
 
 def build(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
@@ -283,6 +308,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 # Keyword shortcuts of denoise_video() and the config keys they set.
 OPTION_KEYS = {
     "sigma": "noise.sigma",
+    "smoothing": "noise.smoothing",
     "model": "model.name",
     "device": "model.device",
     "precision": "model.precision",
@@ -301,20 +327,80 @@ OPTION_KEYS = {
 }
 
 
+#: The config keys (sections or single keys) each front door reads. A key given explicitly to
+#: a front door that does not read it (a ``--set`` override, a keyword shortcut, a key of the
+#: user's own ``--config`` file) is refused by :func:`make_config`: nothing is accepted and
+#: ignored. The presets in configs/ may hold keys for several front doors (``night_burst``
+#: serves bursts and lossless video), so their own keys are not checked.
+FRONT_DOOR_KEYS: dict[str, tuple[str, ...]] = {
+    # denoise_video, streamden denoise, --resume, --ray, streamden batch
+    "denoise": ("model", "align", "noise", "encode", "graph", "input", "job"),
+    # Denoiser, denoise_frames: frames in memory, no file, no encoder
+    "frames": ("model", "align", "noise"),
+    # streamden live, run_live: live sources (no input.*), no segments (no job.*)
+    "live": ("model", "align", "noise", "encode", "graph", "live"),
+    # streamden burst, denoise_burst: its own alignment and noise model
+    "burst": ("model", "noise.sigma"),
+}
+
+
+def config_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted leaf keys of a nested mapping.
+
+    >>> config_keys({"model": {"name": "x", "tile": 0}, "noise": {"sigma": 20}})
+    ['model.name', 'model.tile', 'noise.sigma']
+    """
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            keys += config_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def check_front_door(door: str, keys: Iterable[str]) -> None:
+    """Raise ConfigError for the first of ``keys`` that front door ``door`` does not read.
+
+    >>> check_front_door("burst", ["model.name", "noise.sigma"])
+    >>> check_front_door("burst", ["align.mode"])
+    Traceback (most recent call last):
+    ...
+    streamden.errors.ConfigError: align.mode: streamden burst does not use this key (it reads model.*, noise.sigma)
+    """
+    reads = FRONT_DOOR_KEYS[door]
+    for key in keys:
+        if not any(key == r or key.startswith(r + ".") for r in reads):
+            listed = ", ".join(r if "." in r else f"{r}.*" for r in reads)
+            raise ConfigError(f"{key}: streamden {door} does not use this key (it reads {listed})")
+
+
 def make_config(preset: str | None = "restoration", config_file: str | Path | None = None,
-                overrides: Iterable[str] = (), **options: Any) -> DenoiseConfig:
+                overrides: Iterable[str] = (), *, door: str = "denoise", **options: Any) -> DenoiseConfig:
     """Preset (or config file), then dotted overrides, then keyword shortcuts (see OPTION_KEYS).
+
+    ``door`` names the front door the config is for (see :data:`FRONT_DOOR_KEYS`): a key it
+    does not read, given in ``overrides``, ``options`` or ``config_file``, is a ConfigError.
 
     >>> make_config(sigma=25, crf=20).encode.crf
     20
+    >>> make_config(None, crf=20, door="frames")
+    Traceback (most recent call last):
+    ...
+    streamden.errors.ConfigError: encode.crf: streamden frames does not use this key (it reads model.*, align.*, noise.*)
     """
+    overrides = list(overrides)
     path = config_file or (preset_path(preset) if preset else None)
-    config = load_config(DenoiseConfig, path, list(overrides))
+    config = load_config(DenoiseConfig, path, overrides)
     shortcut = []
     for key, value in options.items():
         if value is None:
             continue
         if key not in OPTION_KEYS:
-            raise TypeError(f"unknown option {key!r} (known: {', '.join(sorted(OPTION_KEYS))})")
+            raise ConfigError(f"unknown option {key!r} (known: {', '.join(sorted(OPTION_KEYS))})")
         shortcut.append(f"{OPTION_KEYS[key]}={value}")
+    given = [item.split("=", 1)[0].strip() for item in overrides + shortcut]
+    if config_file:
+        given = config_keys(read_yaml(config_file)) + given
+    check_front_door(door, given)
     return apply_overrides(config, shortcut)

@@ -79,17 +79,18 @@ def connect(address: str | None = None, **init: Any):
 
 # --------------------------------------------------------------------------- tasks (workers)
 
-_MODELS: dict[tuple, Any] = {}   # per worker process: tasks reuse the loaded network
+_ENGINES: dict[str, Any] = {}   # per worker process: tasks of the same job reuse the engine
 
 
-def _model(config, device):
-    from .pipeline import load_network
+def _engine(config):
+    """The worker's :class:`~streamden.engine.Engine` for ``config`` (built once per model set-up)."""
+    from .engine import Engine
 
-    key = (str(config.model.name), str(device), config.model.tile, config.model.tile_overlap)
-    if key not in _MODELS:
-        _MODELS.clear()
-        _MODELS[key] = load_network(config, device)
-    return _MODELS[key]
+    key = repr((config.model, config.align))
+    if key not in _ENGINES:
+        _ENGINES.clear()
+        _ENGINES[key] = Engine(config)
+    return _ENGINES[key]
 
 
 def _estimate_segment(spec, plan, first: int, stop: int) -> list[float]:
@@ -102,11 +103,8 @@ def _denoise_segment(spec, plan, number: int, sigmas: list[float] | None,
                      in_task: Callable[[int, int], None] | None) -> dict[str, Any]:
     """Ray task: denoise segment ``number`` into the work folder; returns its manifest record,
     with ``problems`` and ``cpu_seconds`` for the driver's report."""
-    from .tensors import resolve_device
-
-    device = resolve_device(spec.config.model.device)
     written = iter(range(1, 1 << 30))
-    record = denoise_segment(spec, plan, number, _model(spec.config, device), sigmas=sigmas,
+    record = denoise_segment(spec, plan, number, _engine(spec.config), sigmas=sigmas,
                              on_frame=(lambda _: in_task(number, next(written))) if in_task else None)
     problems = record.pop("_problems")
     record.pop("_report")                      # the graph's report stays in the worker

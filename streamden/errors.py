@@ -32,6 +32,20 @@ class ModelError(StreamdenError):
     exit_code = 5
 
 
+class KernelError(StreamdenError, RuntimeError):
+    """A CUDA kernel (kernels/*.cu) is missing, does not compile, or cannot be loaded or launched.
+
+    Never a silent fallback: the message names the kernel file and what failed; ``log`` keeps
+    the compiler's full output when there is one.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str, log: str | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
 class Cancelled(StreamdenError):
     """The run was stopped by Ctrl-C or SIGTERM; what was written so far was finalised."""
 

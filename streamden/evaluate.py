@@ -26,7 +26,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -34,9 +34,12 @@ import torch
 
 from .errors import InputError
 from .metrics import psnr_per_image, ssim_per_image
-from .models.fastdvdnet import WINDOW, crop_to, pad_to_multiple
+from .models.fastdvdnet import WINDOW
 from .noise.synth import noisy_8bit
 from .train.data import find_clips, read_clip
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 BASELINES = ("noisy", "nlm", "cbm3d", "single")
 METHOD_ORDER = ("noisy", "nlm", "cbm3d", "single", "model")
@@ -220,23 +223,16 @@ def cbm3d_denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.stack(out).clamp(0, 1)
 
 
-@torch.no_grad()
-def single_frame_denoise(model: torch.nn.Module, noisy: torch.Tensor, sigma: float, batch: int = 4) -> torch.Tensor:
-    """The network fed each frame five times (no temporal information): the single-frame baseline.
+def single_frame_denoise(engine: "Engine", noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The network fed each frame five times (no temporal information): the single-frame
+    baseline, through the engine's single-frame pass.
 
-    >>> from streamden.models.fastdvdnet import FastDVDnet
-    >>> single_frame_denoise(FastDVDnet().eval(), torch.rand(2, 3, 10, 14), 20.0).shape
+    >>> from streamden.config import make_config
+    >>> from streamden.engine import Engine
+    >>> single_frame_denoise(Engine(make_config(None, device="cpu")), torch.rand(2, 3, 10, 14), 20.0).shape
     torch.Size([2, 3, 10, 14])
     """
-    device = next(model.parameters()).device
-    padded, size = pad_to_multiple(noisy)
-    outs = []
-    for i in range(0, padded.shape[0], batch):
-        x = padded[i:i + batch].to(device)
-        window = x.unsqueeze(1).expand(-1, WINDOW, -1, -1, -1).contiguous()
-        nmap = torch.full((x.shape[0], 1, *x.shape[-2:]), sigma / 255.0, device=device)
-        outs.append(crop_to(model(window, nmap), size).clamp(0, 1).cpu())
-    return torch.cat(outs)
+    return torch.stack([engine.single_frame(frame, sigma).cpu() for frame in noisy])
 
 
 def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
@@ -246,23 +242,23 @@ def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | None = None, frames: int | None = None,
-             crop: int | None = None, seed: int = 0, device: str = "cpu",
+             crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto",
              baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
              log: Callable[[str], None] = print) -> EvalResult:
     """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
 
     ``clean_dirs`` are clips (frame folders or video files) or folders of clips; ``frames``
     keeps the first N frames, ``crop`` the centre C x C square. CBM3D runs when ``cbm3d`` and
-    ``import bm3d`` works; otherwise a note says it was skipped.
+    ``import bm3d`` works; otherwise a note says it was skipped. The network runs through
+    the :class:`~streamden.engine.Engine` of a job with these settings (``precision`` auto:
+    bf16 on a CPU with native bf16), aligned as the model card says: what users get.
 
     >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
     >>> r.methods                                                              # doctest: +SKIP
     ['noisy', 'nlm', 'single', 'model']
     """
-    from .align import make_aligner
-    from .config import AlignConfig
-    from .models.registry import load_model, model_alignment
-    from .models.streaming import denoise_sequence
+    from .config import make_config
+    from .engine import Engine
 
     unknown = set(baselines) - set(BASELINES)
     if unknown:
@@ -279,15 +275,13 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
             notes.append("CBM3D skipped: the optional `bm3d` package is not installed")
             log("note: " + notes[-1])
 
-    net = load_model(model, device=device)
-    # A model trained on flow-aligned windows is evaluated the way it runs (align.mode auto).
-    aligner = make_aligner(AlignConfig(), torch.device(device), model_alignment(model))
+    engine = Engine(make_config(None, model=model, device=device, precision=precision))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
     result = EvalResult(settings={
         "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
-        "frames": frames, "crop": crop, "seed": seed, "device": device,
+        "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
         "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",
@@ -304,8 +298,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
                 "noisy": lambda: noisy,
                 "nlm": lambda: nlm_denoise(noisy, sigma),
                 "cbm3d": lambda: cbm3d_denoise(noisy, sigma),
-                "single": lambda: single_frame_denoise(net, noisy, sigma),
-                "model": lambda: denoise_sequence(net, noisy.to(device), sigma, aligner).cpu(),
+                "single": lambda: single_frame_denoise(engine, noisy, sigma),
+                "model": lambda: engine.denoise_clip(noisy, sigma),
             }
             for method in METHOD_ORDER:
                 if method != "model" and method not in use:

@@ -4,8 +4,8 @@ One :class:`LiveStream` per feed runs four kinds of thread::
 
     source (LiveSource: reconnects) -> process (deadline-driven) -> pacer (one frame per period) -> outputs
 
-* **Source**: decodes and stamps each frame's arrival time; a small inbox between it and
-  the processor drops the oldest frame when the processor falls behind.
+* **Source**: decodes and stamps each frame's arrival time; an inbox of ``graph.queue_size``
+  frames between it and the processor drops the oldest frame when the processor falls behind.
 * **Process**: picks, per frame, the best path that meets the frame's deadline
   (:class:`~streamden.graph.pacer.DeadlineChooser`): ``full`` (the streaming network with a
   look-ahead of 0, 1 or 2 frames), ``light2``/``light4`` (a single-frame pass of the network
@@ -19,9 +19,30 @@ One :class:`LiveStream` per feed runs four kinds of thread::
 A frame's deadline is its arrival time plus ``latency`` (default: look-ahead + 2 periods);
 the processor must finish it one period before that, the pacer emits it at the next tick.
 
-A :class:`LiveJob` runs several streams in one process with one loaded model (calls are
-serialised by a lock; see :class:`SharedModel`), prints ``--stats`` lines and serves the
-counters in the Prometheus text format (:class:`MetricsServer`).
+A :class:`LiveJob` runs several streams in one process over one
+:class:`~streamden.engine.Engine` (one loaded network; each stream has its own stage-1
+cache; network calls take turns on the engine's lock: on a CPU two streams at once only
+split the same cores), prints ``--stats`` lines and serves the counters in the Prometheus
+text format (:class:`MetricsServer`).
+
+Everything a stream does comes from the engine's typed config (``engine.config``, a
+:class:`~streamden.config.DenoiseConfig`); live keeps no copy of it. What live reads, and where:
+
+* ``live.lookahead``, ``live.latency``, ``live.paths``, ``live.slate_after``: the processor
+  and the pacer (:class:`LiveStream`);
+* ``live.open_timeout``, ``live.read_timeout``, ``live.backoff_base``, ``live.backoff_cap``:
+  the :class:`LiveSource` a :class:`LiveJob` opens for a URL;
+* ``live.segment_seconds``, ``live.segment_keep``, ``live.hls_seconds``, ``encode.crf``,
+  ``encode.preset``: the outputs (:func:`~streamden.io.live_sink.open_output`);
+  ``encode.codec`` must be ``h264`` (live outputs write H.264 only; anything else is refused);
+* ``encode.fps``: the output rate (None: the source's nominal rate);
+* ``noise.sigma`` (a number, or ``auto``: estimated per frame and smoothed over
+  ``noise.smoothing`` through :meth:`~streamden.engine.Engine.sigma_tracker`);
+* ``graph.queue_size``: the inbox between the source and the processor;
+* ``model.*`` and ``align.*``: the engine itself.
+
+:func:`check_live_config` refuses values live cannot run with, naming the key, when a
+stream or job is built.
 """
 from __future__ import annotations
 
@@ -29,27 +50,27 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError
 from .graph.node import SourceNode
 from .graph.pacer import PATHS, DeadlineChooser, LiveCounters, Pacer
 from .io.live import Backoff, LiveSource
 from .io.live_sink import LiveOutput, open_output
-from .models.accel import InferenceOptions, NetworkRunner
-from .models.fastdvdnet import crop_to, pad_to_multiple
-from .models.streaming import StreamingDenoiser
-from .noise.estimate import SigmaTracker, estimate_sigma
+from .pipeline import parse_fps, parse_sigma
 from .tensors import image_to_tensor, tensor_to_image
 
-__all__ = ["LiveSettings", "SharedModel", "LiveStream", "LiveJob", "MetricsServer", "format_stats",
+if TYPE_CHECKING:
+    from .config import DenoiseConfig
+    from .engine import Engine
+
+__all__ = ["LiveStream", "LiveJob", "MetricsServer", "check_live_config", "format_stats",
            "prometheus_text"]
 
 log = logging.getLogger(__name__)
@@ -58,109 +79,85 @@ log = logging.getLogger(__name__)
 BLOCKS_PER_FRAME = {2: 2, 1: 3, 0: 4}
 
 
-@dataclass
-class LiveSettings:
-    """How one live stream is run (the ``live`` section of a config, plus run options).
+#: Processed frames the pacer holds for their tick (older ones are dropped). Input and output
+#: run at the same rate, so in steady state at most one frame waits; the second slot absorbs
+#: a frame that finishes just before the previous one's tick (processing jitter). With a
+#: third, the newest would wait two more ticks, beyond the one period a frame's deadline
+#: leaves the pacer: dropping the oldest keeps the rest within the latency bound. Not a
+#: config key: it follows from the deadline, not from a trade-off the user makes.
+PACER_BACKLOG = 2
 
-    ``fps`` None takes the source's nominal rate. ``latency`` None means
-    ``(lookahead + 2) / fps``. ``sigma`` None estimates the noise per frame.
+#: ``encode.codec`` values live outputs can honour (:mod:`streamden.io.live_sink` writes H.264).
+LIVE_CODECS = ("h264",)
 
-    >>> LiveSettings().lookahead
-    1
+
+def check_live_config(config: "DenoiseConfig") -> None:
+    """Raise ConfigError, naming the key, for a value of ``config`` a live stream cannot run with:
+    ``live.lookahead`` outside 0/1/2, ``live.latency`` not positive, ``live.paths`` not a
+    subset of the paths that includes ``raw``, ``encode.codec`` other than h264, and a bad
+    ``noise.sigma`` or ``encode.fps``.
+
+    >>> from streamden.config import make_config
+    >>> check_live_config(make_config("surveillance"))
+    >>> check_live_config(make_config("surveillance", overrides=["encode.codec=hevc"]))
+    Traceback (most recent call last):
+    ...
+    streamden.errors.ConfigError: encode.codec: streamden live writes H.264 (h264); got hevc
     """
-
-    lookahead: int = 1
-    fps: Fraction | None = None
-    latency: float | None = None
-    sigma: float | None = None
-    smoothing: float = 0.8
-    open_timeout: float = 5.0
-    read_timeout: float = 2.0
-    backoff_base: float = 0.5
-    backoff_cap: float = 10.0
-    slate_after: float = 3.0
-    max_backlog: int = 2
-    paths: tuple[str, ...] = PATHS
-    encoder_preset: str = "veryfast"
-    crf: int = 23
-    segment_seconds: float = 60.0
-    segment_keep: int = 0
-    hls_seconds: float = 2.0
-
-    def check(self) -> None:
-        """Raise ConfigError for values out of range."""
-        if self.lookahead not in (0, 1, 2):
-            raise ConfigError(f"live.lookahead must be 0, 1 or 2 frames, got {self.lookahead!r}")
-        if self.latency is not None and self.latency <= 0:
-            raise ConfigError(f"live.latency must be positive seconds, got {self.latency!r}")
-        unknown = [p for p in self.paths if p not in PATHS]
-        if unknown or "raw" not in self.paths:
-            raise ConfigError(f"live.paths must be a subset of {', '.join(PATHS)} that includes raw, "
-                              f"got {list(self.paths)}")
-
-
-class SharedModel:
-    """One loaded network shared by every stream of a job; ``lock`` serialises its calls.
-
-    On a CPU two streams running the network at once only split the same cores, so calls
-    take turns; each stream keeps its own stage-1 cache in its own StreamingDenoiser.
-
-    >>> from streamden.models.fastdvdnet import FastDVDnet
-    >>> shared = SharedModel(FastDVDnet(), torch.device("cpu"))
-    >>> shared.single_frame(torch.rand(3, 16, 16), 20.0, scale=2).shape
-    torch.Size([3, 16, 16])
-    """
-
-    def __init__(self, model: torch.nn.Module, device: torch.device, options: InferenceOptions | None = None) -> None:
-        # One frame per call: live outputs are paced frame by frame (batching would add latency).
-        self.runner = NetworkRunner(model, device, (options or InferenceOptions.naive()).with_(batch=1))
-        self.device = device
-        self.lock = threading.Lock()
-
-    def engine(self, lookahead: int) -> StreamingDenoiser:
-        """A per-stream streaming engine over the shared network."""
-        return StreamingDenoiser(self.runner, device=self.device, lookahead=lookahead)
-
-    def single_frame(self, image: torch.Tensor, sigma: float, scale: int) -> torch.Tensor:
-        """The network on a window of one frame repeated, at ``1/scale`` resolution, upscaled back."""
-        height, width = image.shape[-2:]
-        small = image.unsqueeze(0)
-        if scale > 1:
-            small = F.interpolate(small, scale_factor=1 / scale, mode="area")
-        padded, size = pad_to_multiple(small[0])
-        noise = torch.full((1, 1, *padded.shape[-2:]), sigma / 255.0, device=padded.device)
-        with self.lock, torch.no_grad():
-            triplet = padded.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0)   # (1, 3, 3, H, W)
-            middle = self.runner.stage1(triplet, noise)[0]
-            out = self.runner.stage2(middle.unsqueeze(0).expand(3, -1, -1, -1).unsqueeze(0), noise)[0]
-        out = crop_to(out.float(), size)
-        if scale > 1:
-            out = F.interpolate(out.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
-        return out.clamp(0.0, 1.0)
+    live = config.live
+    if live.lookahead not in (0, 1, 2) or isinstance(live.lookahead, bool):
+        raise ConfigError(f"live.lookahead must be 0, 1 or 2 frames, got {live.lookahead!r}")
+    if live.latency is not None and live.latency <= 0:
+        raise ConfigError(f"live.latency must be positive seconds (or null for lookahead + 2 periods), "
+                          f"got {live.latency!r}")
+    unknown = [p for p in live.paths if p not in PATHS]
+    if unknown or "raw" not in live.paths:
+        raise ConfigError(f"live.paths must be a subset of {', '.join(PATHS)} that includes raw, "
+                          f"got {list(live.paths)}")
+    codec = str(config.encode.codec).lower()
+    if codec not in LIVE_CODECS:
+        raise ConfigError(f"encode.codec: streamden live writes H.264 (h264); got {config.encode.codec}")
+    parse_sigma(config.noise.sigma)
+    parse_fps(config.encode.fps)
 
 
 class _Inbox:
-    """Frames between the source and the processor: bounded, drops the oldest when full."""
+    """Frames between the source and the processor: at most ``size`` frames; a new frame drops
+    the oldest one when full (counted as dropped). Restart markers take no room and are never
+    dropped (a lost one would let a temporal window span a reconnect); repeated ones collapse.
+    """
 
     def __init__(self, size: int, counters: LiveCounters) -> None:
-        self.items: queue.Queue[Any] = queue.Queue()
-        self.size = size
+        self.items: deque[Any] = deque()
+        self.size = max(1, int(size))
+        self.frames = 0
         self.counters = counters
-        self.lock = threading.Lock()
+        self.ready = threading.Condition(threading.Lock())
 
     def put(self, item: Any) -> None:
-        with self.lock:
-            while self.items.qsize() >= self.size:
-                try:
-                    dropped = self.items.get_nowait()
-                except queue.Empty:
-                    break
-                if dropped is not _RESTART:
+        with self.ready:
+            if item is _RESTART:
+                if self.items and self.items[-1] is _RESTART:
+                    return
+            else:
+                if self.frames >= self.size:
+                    oldest = next(i for i, x in enumerate(self.items) if x is not _RESTART)
+                    del self.items[oldest]
+                    self.frames -= 1
                     self.counters.dropped += 1
-            self.items.put(item)
+                self.frames += 1
+            self.items.append(item)
+            self.ready.notify()
 
     def get(self, timeout: float) -> Any:
-        return self.items.get(timeout=timeout)
+        """The oldest item; raises queue.Empty after ``timeout`` seconds without one."""
+        with self.ready:
+            if not self.ready.wait_for(lambda: bool(self.items), timeout):
+                raise queue.Empty
+            item = self.items.popleft()
+            if item is not _RESTART:
+                self.frames -= 1
+            return item
 
 
 _RESTART = object()  # the source reconnected: the temporal window starts again
@@ -173,22 +170,26 @@ class LiveStream:
     ``arrival`` attribute and that exposes ``fps`` once it yields); ``outputs`` are
     destination strings for :func:`~streamden.io.live_sink.open_output` or ready
     :class:`LiveOutput` objects; ``on_emit(image, slot, now)`` is an extra pacer callback.
-    Outputs are opened when the first frame gives the size. :meth:`start`, then
+    Every setting comes from ``engine.config`` (see the module docstring), checked by
+    :func:`check_live_config`. Outputs are opened when the first frame gives the size. :meth:`start`, then
     :meth:`stop`; ``counters`` holds the figures, :meth:`summary` a flat dict of them.
 
-    >>> stream = LiveStream("s0", LiveSource("udp://127.0.0.1:5000"), shared, ["rec/"])  # doctest: +SKIP
+    >>> stream = LiveStream("s0", LiveSource("udp://127.0.0.1:5000"), engine, ["rec/"])  # doctest: +SKIP
     >>> stream.start(); time.sleep(10); stream.stop(); stream.summary()["emitted"]  # doctest: +SKIP
     250
     """
 
-    def __init__(self, name: str, source: SourceNode, shared: SharedModel,
-                 outputs: Sequence[str | LiveOutput] = (), settings: LiveSettings | None = None,
+    def __init__(self, name: str, source: SourceNode, engine: "Engine",
+                 outputs: Sequence[str | LiveOutput] = (),
                  on_emit: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+        check_live_config(engine.config)
         self.name = name
         self.source = source
-        self.shared = shared
-        self.settings = settings or LiveSettings()
-        self.settings.check()
+        self.engine = engine
+        self.config = engine.config
+        self.lookahead: int = self.config.live.lookahead
+        self.paths: tuple[str, ...] = tuple(self.config.live.paths)
+        self.sigma: float | None = parse_sigma(self.config.noise.sigma)   # None: estimated per frame
         self.output_specs = list(outputs)
         self.outputs: list[LiveOutput] = []
         self.on_emit = on_emit
@@ -196,15 +197,15 @@ class LiveStream:
         self.chooser = DeadlineChooser()
         self.calibration: dict[str, float] = {}   # path -> seconds measured at the first frame
         self.pacer: Pacer | None = None
-        self.fps: Fraction | None = self.settings.fps
+        self.fps: Fraction | None = parse_fps(self.config.encode.fps)   # None: the source's rate
         self.size: tuple[int, int] | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._inbox = _Inbox(4, self.counters)
+        self._inbox = _Inbox(self.config.graph.queue_size, self.counters)
         self._threads: list[threading.Thread] = []
-        self._engine = shared.engine(self.settings.lookahead)
+        self._engine = engine.stream(self.lookahead)
         self._pending: list[Any] = []     # frames pushed into the engine, output not out yet
-        self._tracker = SigmaTracker(self.settings.smoothing)
+        self._tracker = engine.sigma_tracker()
         self._calibrated: tuple[int, int] | None = None
         self._started_outputs = threading.Event()
         if isinstance(source, LiveSource):
@@ -328,17 +329,17 @@ class LiveStream:
         if self.fps is None:
             self.fps = Fraction(getattr(self.source, "fps", None) or 25).limit_denominator(1001)
         period = 1.0 / float(self.fps)
-        s = self.settings
-        latency = s.latency if s.latency is not None else (s.lookahead + 2) * period
+        live, encode = self.config.live, self.config.encode
+        latency = live.latency if live.latency is not None else (self.lookahead + 2) * period
         self.latency = latency
         for spec in self.output_specs:
             out = spec if isinstance(spec, LiveOutput) else open_output(
-                spec, fps=self.fps, size=self.size, preset=s.encoder_preset, crf=s.crf,
-                segment_seconds=s.segment_seconds, keep=s.segment_keep, hls_seconds=s.hls_seconds)
+                spec, fps=self.fps, size=self.size, preset=encode.preset, crf=encode.crf,
+                segment_seconds=live.segment_seconds, keep=live.segment_keep, hls_seconds=live.hls_seconds)
             out.start()
             self.outputs.append(out)
-        self.pacer = Pacer(period, self._emit, deadline=latency, max_backlog=s.max_backlog,
-                           slate_after=s.slate_after, counters=self.counters, name=f"{self.name} pacer")
+        self.pacer = Pacer(period, self._emit, deadline=latency, max_backlog=PACER_BACKLOG,
+                           slate_after=live.slate_after, counters=self.counters, name=f"{self.name} pacer")
         self.pacer.mark_input(frame.arrival)
         self.pacer.start()
         self._threads.append(self.pacer._thread)
@@ -356,8 +357,8 @@ class LiveStream:
             self._degrade_pending()
             self._start_calibration(frame)
         period = self.pacer.period
-        lookahead = self.settings.lookahead
-        full_allowed = "full" in self.settings.paths
+        lookahead = self.lookahead
+        full_allowed = "full" in self.paths
         # Even at best a full output waits `lookahead` periods for its future frames.
         budget = self.latency - period - lookahead * period
         if not (full_allowed and self.chooser.fits("full", budget)):
@@ -377,7 +378,7 @@ class LiveStream:
         self._pending.append(frame)
         start = time.monotonic()
         tensor = self._prepare(frame)
-        with self.shared.lock:
+        with self.engine.lock:
             ready = self._engine.push(tensor, frame.sigma)
         for _, image in ready:
             done = self._pending.pop(0)
@@ -389,10 +390,10 @@ class LiveStream:
         """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed)."""
         tensor = frame.tensor
         if tensor is None:
-            tensor = frame.tensor = image_to_tensor(frame.image, self.shared.device)
+            tensor = frame.tensor = image_to_tensor(frame.image, self.engine.device)
         if frame.sigma is None:
-            frame.sigma = (self.settings.sigma if self.settings.sigma is not None
-                           else self._tracker.update(estimate_sigma(tensor)))
+            frame.sigma = (self.sigma if self.sigma is not None
+                           else self._tracker.update(self.engine.estimate_sigma(tensor)))
         return tensor
 
     def _deadline(self, frame: Any) -> float:
@@ -411,14 +412,14 @@ class LiveStream:
             self._cheap(frame)
 
     def _cheap(self, frame: Any) -> None:
-        allowed = [p for p in self.settings.paths if p != "full"]
+        allowed = [p for p in self.paths if p != "full"]
         path = self.chooser.choose(self._deadline(frame) - time.monotonic(), allowed)
         if path == "raw":
             self.pacer.submit(frame.image, frame.arrival, "raw")
             return
         start = time.monotonic()
         tensor = self._prepare(frame)
-        image = self.shared.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
+        image = self.engine.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
         self._submit(frame, image, path)
         self.chooser.record(path, time.monotonic() - start)
 
@@ -437,20 +438,20 @@ class LiveStream:
     def _calibrate(self, image: np.ndarray, chooser: DeadlineChooser) -> None:
         """Time each path once (after a warm-up run), then publish the estimates all at once
         (a network path used meanwhile would wait for the model lock behind the calibration)."""
-        tensor = image_to_tensor(image, self.shared.device)
-        sigma = self.settings.sigma or 25.0
+        tensor = image_to_tensor(image, self.engine.device)
+        sigma = self.sigma if self.sigma is not None else 25.0   # the cost does not depend on it
         for path, scale in (("light4", 4), ("light2", 2), ("full", 1)):
-            if path not in self.settings.paths:
+            if path not in self.paths:
                 continue
-            self.shared.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
+            self.engine.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
             if self._stop.is_set():
                 return
             start = time.monotonic()
-            tensor_to_image(self.shared.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
+            tensor_to_image(self.engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
             seconds = time.monotonic() - start
             # A single-frame pass is two blocks; the full path costs BLOCKS_PER_FRAME blocks.
             if path == "full":
-                seconds *= BLOCKS_PER_FRAME[self.settings.lookahead] / 2
+                seconds *= BLOCKS_PER_FRAME[self.lookahead] / 2
             self.calibration[path] = seconds
             log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
                      image.shape[1], image.shape[0])
@@ -461,33 +462,33 @@ class LiveStream:
 
 
 class LiveJob:
-    """Several live streams in one process over one :class:`SharedModel`.
+    """Several live streams in one process over one :class:`~streamden.engine.Engine`.
 
-    ``sources`` are URLs (each opened as a :class:`LiveSource`) or SourceNodes;
-    ``outputs[i]`` lists stream ``i``'s destinations. :meth:`run` starts everything, prints
+    ``sources`` are URLs (each opened as a :class:`LiveSource` with the ``live.open_timeout``,
+    ``live.read_timeout``, ``live.backoff_base`` and ``live.backoff_cap`` of ``engine.config``)
+    or SourceNodes; ``outputs[i]`` lists stream ``i``'s destinations. :meth:`run` starts everything, prints
     a stats line per stream every ``stats_every`` seconds through ``print_fn`` (if given),
     serves metrics on ``metrics_port`` (if given) and returns after ``duration`` seconds or
     when :meth:`stop` is called (Ctrl-C), with one summary dict per stream.
 
-    >>> job = LiveJob(["udp://127.0.0.1:5000"], [["rec/"]], shared)  # doctest: +SKIP
+    >>> job = LiveJob(["udp://127.0.0.1:5000"], [["rec/"]], engine)  # doctest: +SKIP
     >>> job.run(duration=10)[0]["emitted"]  # doctest: +SKIP
     250
     """
 
     def __init__(self, sources: Sequence[str | SourceNode], outputs: Sequence[Sequence[str | LiveOutput]],
-                 shared: SharedModel, settings: LiveSettings | None = None,
-                 metrics_port: int | None = None) -> None:
+                 engine: "Engine", metrics_port: int | None = None) -> None:
         if len(outputs) != len(sources):
             raise ConfigError(f"{len(sources)} sources but {len(outputs)} output lists")
-        self.settings = settings or LiveSettings()
-        self.settings.check()
-        s = self.settings
+        check_live_config(engine.config)
+        live = engine.config.live
+        self.engine = engine
         self.streams: list[LiveStream] = []
         for i, (src, outs) in enumerate(zip(sources, outputs)):
             if isinstance(src, str):
-                src = LiveSource(src, open_timeout=s.open_timeout, read_timeout=s.read_timeout,
-                                 backoff=Backoff(s.backoff_base, s.backoff_cap))
-            self.streams.append(LiveStream(f"stream{i}", src, shared, outs, _copy(s)))
+                src = LiveSource(src, open_timeout=live.open_timeout, read_timeout=live.read_timeout,
+                                 backoff=Backoff(live.backoff_base, live.backoff_cap))
+            self.streams.append(LiveStream(f"stream{i}", src, engine, outs))
         self.metrics_port = metrics_port
         self.server: MetricsServer | None = None
         self._stop = threading.Event()
@@ -530,12 +531,6 @@ class LiveJob:
         if errors:
             raise errors[0]
         return [st.summary() for st in self.streams]
-
-
-def _copy(settings: LiveSettings) -> LiveSettings:
-    from dataclasses import replace
-
-    return replace(settings)
 
 
 def format_stats(streams: Iterable[LiveStream]) -> str:
@@ -642,28 +637,6 @@ class MetricsServer:
             self._thread.join(5)
 
 
-def settings_from_config(config: Any) -> LiveSettings:
-    """The :class:`LiveSettings` of a :class:`~streamden.config.DenoiseConfig` (its ``live``,
-    ``noise`` and ``encode`` sections).
-
-    >>> from streamden.config import make_config
-    >>> settings_from_config(make_config("surveillance")).lookahead
-    1
-    """
-    from .pipeline import parse_fps, parse_sigma
-
-    live = config.live
-    settings = LiveSettings(
-        lookahead=live.lookahead, fps=parse_fps(config.encode.fps), latency=live.latency,
-        sigma=parse_sigma(config.noise.sigma), smoothing=config.noise.smoothing,
-        open_timeout=live.open_timeout, read_timeout=live.read_timeout, backoff_base=live.backoff_base,
-        backoff_cap=live.backoff_cap, slate_after=live.slate_after, paths=tuple(live.paths),
-        encoder_preset=config.encode.preset, crf=config.encode.crf, segment_seconds=live.segment_seconds,
-        segment_keep=live.segment_keep, hls_seconds=live.hls_seconds)
-    settings.check()
-    return settings
-
-
 def expand_outputs(sources: Sequence[str], outputs: Sequence[str]) -> list[list[str]]:
     """Each source's destinations: with several sources every output must hold ``{stream}``,
     which becomes the stream's number.
@@ -687,7 +660,9 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
     """Denoise live feeds until ``duration`` seconds pass or the job is stopped (Ctrl-C).
 
     ``options`` are the shortcuts of :func:`streamden.config.make_config` (``sigma``,
-    ``model``, ``device``, ``fps``...). Outputs are checked before anything connects.
+    ``model``, ``device``, ``fps``...). The config (:func:`check_live_config`) and the outputs
+    are checked before the model loads or anything connects; the job runs over
+    ``Engine(config, live=True)``.
     ``on_job(job)`` receives the :class:`LiveJob` before it runs (to stop it from elsewhere).
     Returns one summary dict per stream.
 
@@ -696,20 +671,19 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
     from pathlib import Path
 
     from .config import make_config
-    from .models.registry import load_model
-    from .tensors import resolve_device
+    from .engine import Engine
 
-    config = make_config(preset, config_file, overrides, **options)
-    settings = settings_from_config(config)
+    config = make_config(preset, config_file, overrides, door="live", **options)
+    check_live_config(config)
+    fps = parse_fps(config.encode.fps) or 25   # the source's rate is unknown until it connects
     per_stream = expand_outputs([str(s) for s in sources], outputs)
     for outs in per_stream:
         for out in outs:  # fail early on a bad destination, before loading the model or connecting
             if "://" not in out and ("%" in out or out.endswith("/")):  # a recording folder
                 Path(out if out.endswith("/") else Path(out).parent).mkdir(parents=True, exist_ok=True)
-            open_output(out, fps=settings.fps or 25, size=(64, 48))
-    device = resolve_device(config.model.device)
-    shared = SharedModel(load_model(config.model.name, device=device), device, config.model.inference_options())
-    job = LiveJob(sources, per_stream, shared, settings, metrics_port=metrics_port)
+            open_output(out, fps=fps, size=(64, 48))
+    engine = Engine(config, live=True)
+    job = LiveJob(sources, per_stream, engine, metrics_port=metrics_port)
     if on_job is not None:
         on_job(job)
     return job.run(duration=duration, stats_every=stats_every, print_fn=print_fn)

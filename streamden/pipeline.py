@@ -13,19 +13,15 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import torch
 
-from .align import WindowAligner, make_aligner
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
-from .models.accel import InferenceOptions, NetworkRunner
-from .models.registry import load_model, model_alignment
-from .models.streaming import StreamingDenoiser
-from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_sigma
 from .transfer import DeviceToHost, HostToDevice
 
 if TYPE_CHECKING:
     from .config import DenoiseConfig
+    from .engine import Engine
 
 
 def parse_sigma(value: str | float | int | None) -> float | None:
@@ -93,22 +89,23 @@ class UploadNode(Node):
 
 
 class DenoiseNode(Node):
-    """Runs the streaming network; outputs lag the input by the model's look-ahead (2 frames)."""
+    """Runs a stream of the :class:`~streamden.engine.Engine`; outputs lag the input by the
+    model's look-ahead (2 frames). Each node gets its own stream (aligner, stage-1 cache)."""
 
-    def __init__(self, model: "torch.nn.Module | NetworkRunner", device: torch.device,
-                 options: InferenceOptions | None = None, aligner: WindowAligner | None = None):
+    def __init__(self, engine: "Engine"):
         super().__init__(name="denoise")
-        self.engine = StreamingDenoiser(model, device=device, options=options, aligner=aligner)
+        self.engine = engine
+        self.stream = engine.stream()
         self.pending: deque[Frame] = deque()  # frames pushed whose output is not out yet
 
     def process(self, frame: Frame) -> Iterable[Frame]:
         if frame.new_sequence:  # e.g. a size change mid-stream: end the window, start anew
-            yield from self._emit(self.engine.finish())
+            yield from self._emit(self.stream.finish())
         self.pending.append(frame)
-        yield from self._emit(self.engine.push(frame.image, frame.sigma))
+        yield from self._emit(self.stream.push(frame.image, frame.sigma))
 
     def flush(self) -> Iterable[Frame]:
-        yield from self._emit(self.engine.finish())
+        yield from self._emit(self.stream.finish())
 
     def _emit(self, ready: list[tuple[int, torch.Tensor]]) -> Iterable[Frame]:
         for _, image in ready:  # outputs come in input order
@@ -125,25 +122,3 @@ class DownloadNode(Node):
     def process(self, frame: Frame) -> Iterable[Frame]:
         dtype = np.uint8 if frame.bit_depth <= 8 else np.uint16
         yield frame.with_image(self.to_host(frame.image, dtype))
-
-
-def load_network(config: "DenoiseConfig", device: torch.device) -> torch.nn.Module:
-    """The network ``config.model`` names, on ``device``, wrapped in tiles when ``model.tile`` asks.
-
-    >>> from streamden.config import make_config
-    >>> net = load_network(make_config(model="fastdvdnet-gaussian"), torch.device("cpu"))
-    """
-    return maybe_tiled(load_model(config.model.name, device=device), config.model.tile,
-                       config.model.tile_overlap, device)
-
-
-def make_denoise_node(config: "DenoiseConfig", device: torch.device, model: torch.nn.Module) -> DenoiseNode:
-    """The denoise stage ``config`` describes: ``model`` with a fresh aligner when ``align`` asks for one.
-
-    >>> from streamden.config import make_config
-    >>> node = make_denoise_node(make_config(), torch.device("cpu"), load_network(make_config(), torch.device("cpu")))
-    >>> node.engine.aligner is not None   # the restoration preset aligns
-    True
-    """
-    aligner = make_aligner(config.align, device, model_alignment(config.model.name))
-    return DenoiseNode(model, device, options=config.model.inference_options(), aligner=aligner)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .noise.synth import noisy_8bit
 
 
@@ -38,7 +38,8 @@ def _canvas(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
             size = rng.integers(6, 60, 2)
             cv2.rectangle(image, centre, (centre[0] + int(size[0]), centre[1] + int(size[1])), colour, -1)
     for i in range(12):  # text: thin strokes the denoiser must keep
-        org = (int(rng.integers(0, width - 120)), int(rng.integers(20, height)))
+        # on a small canvas the text may run off the edge; max() only keeps the bounds valid
+        org = (int(rng.integers(0, max(1, width - 120))), int(rng.integers(20, max(21, height))))
         cv2.putText(image, f"streamden {i:02d}", org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.4, 1.0)),
                     (12, 12, 12) if i % 2 else (242, 242, 230), 1, cv2.LINE_AA)
     return image.astype(np.float32) / 255
@@ -127,14 +128,24 @@ def write_sample(folder: str | Path, size: tuple[int, int] = (320, 180), seconds
 
     >>> write_sample("/tmp/streamden-sample", size=(64, 48), seconds=0.2, overwrite=True)  # doctest: +SKIP
     """
+    width, height = size
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise ConfigError(f"sample size must be even and at least 16x16 (H.264 4:2:0), got {width}x{height}")
+    if not seconds > 0:
+        raise ConfigError(f"sample seconds must be positive, got {seconds}")
+    if not fps > 0:
+        raise ConfigError(f"sample fps must be positive, got {fps}")
+    if not 0 <= sigma <= 255:
+        raise ConfigError(f"sample sigma must lie in [0, 255] (0-255 scale), got {sigma}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
     paths = [folder / "clean.mp4", folder / "noisy.mp4"]
     for path in paths:
         if path.exists() and not overwrite:
             raise OutputError(f"{path}: exists; pass --overwrite to replace it")
-    if size[0] % 2 or size[1] % 2:
-        raise OutputError(f"sample size must be even for H.264 4:2:0, got {size[0]}x{size[1]}")
     clean = render_scene(max(1, round(seconds * fps)), size, seed)
     write_clip(paths[0], clean, fps)
     write_clip(paths[1], add_gaussian_noise(clean, sigma, seed), fps)

@@ -52,12 +52,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import Cancelled, InputError, OutputError
 from .graph import Graph, GraphReport, Node, SourceNode
 from .io.atomic import check_output_path, commit, discard, partial_path
 from .io.frame import Frame
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 __all__ = ["SegmentPlan", "plan_segments", "work_dir", "Manifest", "join_segments", "JobSpec", "SegmentJob",
            "job_settings", "checksum", "denoise_segment", "estimate_segment", "segment_frames", "denoise_segmented", "CONTEXT"]
@@ -264,8 +267,11 @@ class _SegmentUpload(Node):
                  tracker: float | None, tail: list[float]) -> None:
         from .noise.estimate import SigmaTracker
 
+        from .transfer import HostToDevice
+
         super().__init__(name="upload")
         self.device, self.sigma, self.first, self.stop = device, sigma, first, stop
+        self.to_device = HostToDevice(device)
         self.tracker = SigmaTracker(smoothing)
         self.tracker.value = tracker
         self.context = dict(zip(range(first - len(tail), first), tail))
@@ -274,9 +280,8 @@ class _SegmentUpload(Node):
 
     def process(self, frame: Frame) -> Iterable[Frame]:
         from .noise.estimate import estimate_sigma
-        from .tensors import image_to_tensor
 
-        tensor = image_to_tensor(frame.image, self.device)
+        tensor = self.to_device(frame.image)
         if self.sigma is not None:
             sigma = self.sigma
         elif frame.index < self.first:
@@ -378,13 +383,14 @@ class _GivenSigmaUpload(Node):
     first pass folds every frame's estimate in order, so segments can run in parallel)."""
 
     def __init__(self, device, start: int, sigmas: list[float]) -> None:
+        from .transfer import HostToDevice
+
         super().__init__(name="upload")
         self.device, self.start, self.sigmas = device, start, sigmas
+        self.to_device = HostToDevice(device)
 
     def process(self, frame: Frame) -> Iterable[Frame]:
-        from .tensors import image_to_tensor
-
-        out = frame.with_image(image_to_tensor(frame.image, self.device))
+        out = frame.with_image(self.to_device(frame.image))
         out.sigma = self.sigmas[frame.index - self.start]
         yield out
 
@@ -485,7 +491,7 @@ def _range_source(spec: JobSpec, plan: SegmentPlan, start: int, end: int) -> tup
     return inner, _RangeSource(inner, plan, start, end)
 
 
-def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, model, *,
+def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engine", *,
                     sigmas: list[float] | None = None, tracker: float | None = None, tail: list[float] = (),
                     handle_signals: bool = False, on_frame: Callable[[Frame], None] | None = None
                     ) -> dict[str, Any]:
@@ -495,19 +501,20 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, model, *,
     The sigma follows an uninterrupted run: fixed (``spec.fixed_sigma``), or ``sigmas`` worked
     out beforehand for every decoded frame (Ray), or estimated here and smoothed from the
     previous segment's ``tracker`` value and ``tail`` sigmas (``--resume``, in order); the record
-    then carries this segment's ``tracker`` and ``tail_sigmas``. ``model`` is the loaded network.
+    then carries this segment's ``tracker`` and ``tail_sigmas``. ``engine`` is the job's
+    :class:`~streamden.engine.Engine` (each segment gets a stream of its own: no flow cache
+    carried over).
     A segment cut short is removed (it is redone on resume).
 
-    >>> record = denoise_segment(job.spec, job.plan, 0, model)  # doctest: +SKIP
+    >>> record = denoise_segment(job.spec, job.plan, 0, Engine(job.config))  # doctest: +SKIP
     >>> record["frames"]  # doctest: +SKIP
     8
     """
-    from .pipeline import DownloadNode, make_denoise_node
-    from .tensors import resolve_device
+    from .pipeline import DenoiseNode, DownloadNode
 
     cpu_started = time.process_time()
     config = spec.config
-    device = resolve_device(config.model.device)
+    device = engine.device
     first, stop = plan.bounds[number]
     start, end = max(0, first - CONTEXT), min(plan.frames, stop + CONTEXT)
     inner, source = _range_source(spec, plan, start, end)
@@ -517,9 +524,7 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, model, *,
         upload = _SegmentUpload(device, spec.fixed_sigma, config.noise.smoothing, first, stop, tracker, list(tail))
     path = Path(spec.folder) / spec.segment_name(number)
     sink = spec.open_segment_sink(number, first)
-    nodes = [source, upload,
-             make_denoise_node(config, device, model),   # a fresh aligner: no flow cache carried over
-             _KeepRange(first, stop), DownloadNode(), sink]
+    nodes = [source, upload, DenoiseNode(engine), _KeepRange(first, stop), DownloadNode(), sink]
     try:
         report = Graph(nodes, queue_size=config.graph.queue_size).run(handle_signals=handle_signals,
                                                                       on_item=on_frame)
@@ -706,12 +711,11 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     >>> from streamden.config import make_config
     >>> denoise_segmented("in.mp4", "out.mkv", config=make_config(sigma=20))  # doctest: +SKIP
     """
+    from .engine import Engine
     from .io.source import DecodeProblems
-    from .pipeline import load_network
-    from .tensors import resolve_device
 
     job = SegmentJob(src, dst, config, stream, overwrite)
-    model = load_network(config, resolve_device(config.model.device))   # refused before the work folder exists
+    engine = Engine(config)   # a bad model is refused before the work folder exists
     job.open_folder()
     if on_start:
         on_start(job.probe)
@@ -722,7 +726,7 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
     for number in pending:
         tracker, tail = job.previous_state(number)
         try:
-            record = denoise_segment(job.spec, job.plan, number, model, tracker=tracker, tail=tail,
+            record = denoise_segment(job.spec, job.plan, number, engine, tracker=tracker, tail=tail,
                                      handle_signals=handle_signals, on_frame=on_frame)
         except Cancelled as exc:
             raise Cancelled(f"interrupted in segment {number + 1} of {len(job.plan.bounds)}; the "

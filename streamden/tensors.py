@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import StreamdenError
+from .errors import ConfigError, StreamdenError
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -16,7 +16,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     name = str(name or "auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch lists every backend it knows; the user can pick three
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N (--device / model.device), "
+                          f"got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StreamdenError("--device cuda was asked for, but torch sees no CUDA GPU on this machine")
     return device

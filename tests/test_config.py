@@ -73,5 +73,18 @@ def test_unknown_preset_lists_the_known_ones():
 def test_keyword_shortcuts_override_the_preset():
     config = make_config("surveillance", sigma=12, crf=30, encoder_preset="ultrafast")
     assert (config.noise.sigma, config.encode.crf, config.encode.preset) == ("12", 30, "ultrafast")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown option 'colour'.*sigma"):
         make_config(colour="red")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.tile=-1", "model.tile"),
+    ("model.tile_overlap=-8", "model.tile_overlap"),
+    ("noise.smoothing=1.5", "noise.smoothing"),
+    ("encode.crf=-5", "encode.crf"),
+    ("graph.queue_size=0", "graph.queue_size"),
+    ("job.segment_frames=0", "job.segment_frames"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"^{key} must"):
+        apply_overrides(DenoiseConfig(), [override])

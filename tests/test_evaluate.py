@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+from streamden.config import make_config
+from streamden.engine import Engine
 from streamden.evaluate import EvalResult, evaluate, nlm_denoise, single_frame_denoise
 from tests.media import make_image_sequence
 from tests.nets import random_fastdvdnet
@@ -48,7 +50,7 @@ def test_evaluate_tiny_folder(clip, random_weights, tmp_path, one_thread):
     assert csv_lines[0] == "clip,sigma,method,psnr,ssim,frames,seconds" and len(csv_lines) == len(result.rows) + 1
     # same seed, same noise: the noisy baseline repeats exactly
     again = evaluate([clip], [20], model=str(random_weights), frames=4, crop=32, seed=3, baselines=("noisy",),
-                     log=lambda s: None)
+                     cbm3d=False, log=lambda s: None)
     assert again.methods == ["noisy", "model"]
     assert again.get("tiny", 20.0, "noisy").psnr == noisy20.psnr
 
@@ -57,12 +59,13 @@ def test_nlm_and_single_frame_shapes(one_thread):
     noisy = torch.rand(3, 3, 20, 22)
     assert nlm_denoise(noisy, 25.0).shape == noisy.shape
     net = random_fastdvdnet()
-    out = single_frame_denoise(net, noisy, 25.0)
+    engine = Engine(make_config(None, None, ["model.fold_batchnorm=false"], device="cpu", precision="fp32"), model=net)
+    out = single_frame_denoise(engine, noisy, 25.0)
     assert out.shape == noisy.shape
     with torch.no_grad():
         x = noisy[1:2, :, :20, :20]
         ref = net(x.unsqueeze(1).expand(1, 5, 3, 20, 20), torch.full((1, 1, 20, 20), 25 / 255)).clamp(0, 1)
-    assert torch.allclose(single_frame_denoise(net, noisy[:, :, :20, :20], 25.0)[1:2], ref, atol=1e-5)
+    assert torch.allclose(single_frame_denoise(engine, noisy[:, :, :20, :20], 25.0)[1:2], ref, atol=1e-5)
 
 
 def test_unknown_baseline(clip, random_weights):

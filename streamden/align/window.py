@@ -44,7 +44,7 @@ class WindowAligner:
 
     def __init__(self, estimator: FlowEstimator, occlusion: str = "none", window: str = "window"):
         if occlusion not in OCCLUSION_MODES:
-            raise ValueError(f"occlusion must be one of {OCCLUSION_MODES}, got {occlusion!r}")
+            raise ConfigError(f"align.occlusion must be one of {', '.join(OCCLUSION_MODES)}, got {occlusion!r}")
         if window not in WINDOW_MODES:
             raise ConfigError(f"align.window must be one of {', '.join(WINDOW_MODES)}, got {window!r}")
         self.estimator = estimator

@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import InputError
 
@@ -18,6 +19,9 @@ from .global_align import estimate_homography, homography_map, remap
 from .local import LocalAligner
 from .noise import NoiseModel, estimate_noise_model
 from .reference import sharpest
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 __all__ = ["FUSION_METHODS", "BurstResult", "fuse_burst"]
 
@@ -48,19 +52,22 @@ class BurstResult:
 
 
 def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise: NoiseModel | None = None,
-               method: str = "network", model: nn.Module | None = None, refine: bool = True,
-               flow_preset: str = "medium", amp: bool = True, tile: int = 512) -> BurstResult:
+               method: str = "network", engine: "Engine | None" = None, refine: bool = True,
+               flow_preset: str = "medium") -> BurstResult:
     """Fuse a burst ``(N, 3, H, W)`` float in [0, 1], ``N >= 2``, into one frame.
 
     ``reference`` is ``"sharpest"`` or a frame index; ``noise`` the noise of one frame
     (estimated from the reference when None); ``method`` one of :data:`FUSION_METHODS`;
-    ``model`` the network (the registry's default model when None and the method needs
-    one); ``refine`` turns the DIS refinement on; ``amp`` runs the network in float16 on a
-    GPU (the CPU always runs float32).
+    ``engine`` runs the network (:class:`~streamden.engine.Engine`; when None and the method
+    needs one, the ``night_burst`` preset's: the default model, tiled, its precision);
+    ``refine`` turns the DIS refinement on.
 
+    >>> from streamden.config import make_config
+    >>> from streamden.engine import Engine
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> burst = torch.rand(1, 3, 32, 32).repeat(3, 1, 1, 1)
-    >>> res = fuse_burst(burst, model=FastDVDnet().eval(), noise=NoiseModel.gaussian(20))
+    >>> engine = Engine(make_config("night_burst", device="cpu"), model=FastDVDnet().eval())
+    >>> res = fuse_burst(burst, engine=engine, noise=NoiseModel.gaussian(20))
     >>> res.image.shape, res.reference
     (torch.Size([3, 32, 32]), 0)
     """
@@ -109,14 +116,15 @@ def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise
     if method == "merge":
         return BurstResult(merged.clamp(0, 1), ref_index, noise, method, homographies, frames_used, timings)
 
-    if model is None:
-        from ..models.registry import load_model
-        model = load_model(None)
+    if engine is None:
+        from ..config import make_config
+        from ..engine import Engine
+        engine = Engine(make_config("night_burst"))
     if method == "network":
         std = noise.std_map(merged.unsqueeze(0))[0] / n_eff.sqrt()
-        image = residual_guard(merged, denoise_single(model, merged, std, tile=tile, amp=amp), std)
+        image = residual_guard(merged, denoise_single(engine, merged, std), std)
     else:
         std = noise.std_map(ref.unsqueeze(0))[0]
-        image = denoise_windows(model, ref, aligned, conf, std, tile=tile, amp=amp)
+        image = denoise_windows(engine, ref, aligned, conf, std)
     lap("network")
     return BurstResult(image, ref_index, noise, method, homographies, frames_used, timings)

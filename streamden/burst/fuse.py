@@ -30,20 +30,20 @@ of four per window); see the README for the figures.
 """
 from __future__ import annotations
 
-import itertools
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..models.fastdvdnet import WINDOW, crop_to, pad_to_multiple
+from ..models.fastdvdnet import WINDOW
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 __all__ = ["robust_merge", "aligned_mean", "denoise_single", "denoise_windows", "residual_guard"]
 
-TILE = 512          # network tile side (pixels) before the overlap
 GUARD_WINDOW = 7    # pixels: the window the residual's energy is measured over
 GUARD_LOW, GUARD_HIGH = 1.0, 2.0   # residual energy / expected noise energy: trust the network below LOW
-OVERLAP = 32        # context each side of a tile: more than the U-Net's receptive radius
 
 
 def robust_merge(ref: torch.Tensor, aligned: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,93 +93,43 @@ def residual_guard(noisy: torch.Tensor, denoised: torch.Tensor, std: torch.Tenso
     return denoised + (1.0 - keep) * residual
 
 
-def _tiles(length: int, tile: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile)) + [length - tile]
-    return sorted(set(starts))
+def denoise_single(engine: "Engine", image: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The network in single-frame mode on ``image`` ``(3, H, W)`` with a per-pixel noise map
+    ``std`` ``(1, H, W)`` (noise std in [0, 1] units, sigma/255): the engine's single-frame pass
+    (five copies of one frame, so stage 1 runs once; tiled exactly when ``model.tile`` is set,
+    as the ``night_burst`` preset does).
 
-
-def _run_tiled(fn, inputs: list[torch.Tensor], tile: int, overlap: int) -> torch.Tensor:
-    """Apply ``fn`` to aligned crops of ``inputs`` (``(..., H, W)``) tile by tile with overlap."""
-    h, w = inputs[0].shape[-2:]
-    if h <= tile + 2 * overlap and w <= tile + 2 * overlap:
-        return fn(*inputs)
-    out = None
-    for y, x in itertools.product(_tiles(h, tile), _tiles(w, tile)):
-        y0, x0 = max(0, y - overlap), max(0, x - overlap)
-        y1, x1 = min(h, y + tile + overlap), min(w, x + tile + overlap)
-        res = fn(*[t[..., y0:y1, x0:x1] for t in inputs])
-        if out is None:
-            out = torch.empty((*res.shape[:-2], h, w), dtype=res.dtype, device=res.device)
-        th, tw = min(tile, h - y), min(tile, w - x)
-        out[..., y:y + th, x:x + tw] = res[..., y - y0:y - y0 + th, x - x0:x - x0 + tw]
-    return out
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, enabled=False)
-
-
-@torch.no_grad()
-def denoise_single(model: nn.Module, image: torch.Tensor, std: torch.Tensor, *, tile: int = TILE,
-                   overlap: int = OVERLAP, amp: bool = True) -> torch.Tensor:
-    """The network in single-frame mode on ``image`` ``(3, H, W)`` with a per-pixel noise map.
-
-    ``std`` ``(1, H, W)`` is the noise std in [0, 1] units (sigma/255). Five copies of one
-    frame make three identical triplets, so stage 1 runs once. Large images run in tiles.
-
-    >>> from streamden.models.fastdvdnet import FastDVDnet
-    >>> denoise_single(FastDVDnet().eval(), torch.rand(3, 10, 14), torch.full((1, 10, 14), 0.1)).shape
+    >>> from streamden.config import make_config
+    >>> from streamden.engine import Engine
+    >>> engine = Engine(make_config("night_burst", device="cpu"))
+    >>> denoise_single(engine, torch.rand(3, 10, 14), torch.full((1, 10, 14), 0.1)).shape
     torch.Size([3, 10, 14])
     """
-    device = next(model.parameters()).device
-
-    def run(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        x, size = pad_to_multiple(x.to(device).unsqueeze(0))
-        m, _ = pad_to_multiple(m.to(device).unsqueeze(0))
-        with _autocast(device, amp):
-            triplet = x.unsqueeze(1).expand(-1, 3, -1, -1, -1)
-            middle = model.stage1(triplet, m)
-            out = model.stage2(middle.unsqueeze(1).expand(-1, 3, -1, -1, -1), m)
-        return crop_to(out[0].float(), size).clamp(0, 1).to(image.device)
-
-    return _run_tiled(run, [image.float(), std.float()], tile, overlap)
+    return engine.single_frame(image, std).to(image.device)
 
 
-@torch.no_grad()
-def denoise_windows(model: nn.Module, ref: torch.Tensor, aligned: torch.Tensor, conf: torch.Tensor,
-                    std: torch.Tensor, *, tile: int = TILE, overlap: int = OVERLAP, amp: bool = True) -> torch.Tensor:
+def denoise_windows(engine: "Engine", ref: torch.Tensor, aligned: torch.Tensor, conf: torch.Tensor,
+                    std: torch.Tensor) -> torch.Tensor:
     """The alternative scheme: windows of five (reference in the centre), outputs averaged.
 
     Pixels of an aligned frame are blended towards the reference as their confidence drops
     (the network then sees no motion there rather than a ghost). The frames are spread over
     ``ceil(N / 4)`` windows, each filled up cyclically to four neighbours.
 
-    >>> from streamden.models.fastdvdnet import FastDVDnet
-    >>> out = denoise_windows(FastDVDnet().eval(), torch.rand(3, 8, 8), torch.rand(5, 3, 8, 8),
-    ...                       torch.ones(5, 1, 8, 8), torch.full((1, 8, 8), 0.1))
+    >>> from streamden.config import make_config
+    >>> from streamden.engine import Engine
+    >>> out = denoise_windows(Engine(make_config("night_burst", device="cpu")), torch.rand(3, 8, 8),
+    ...                       torch.rand(5, 3, 8, 8), torch.ones(5, 1, 8, 8), torch.full((1, 8, 8), 0.1))
     >>> out.shape
     torch.Size([3, 8, 8])
     """
-    device = next(model.parameters()).device
     n = aligned.shape[0]
     filled = torch.lerp(ref.unsqueeze(0).expand_as(aligned), aligned, conf)
     groups = max(1, -(-n // (WINDOW - 1)))
     order = [i % n for i in range(groups * (WINDOW - 1))]
-    windows = [order[g * 4:(g + 1) * 4] for g in range(groups)]
-
-    def run(r: torch.Tensor, f: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        r, size = pad_to_multiple(r.to(device).unsqueeze(0))
-        f, _ = pad_to_multiple(f.to(device))
-        m, _ = pad_to_multiple(m.to(device).unsqueeze(0))
-        acc = 0
-        with _autocast(device, amp):
-            for idx in windows:
-                win = torch.stack([f[idx[0]], f[idx[1]], r[0], f[idx[2]], f[idx[3]]]).unsqueeze(0)
-                acc = acc + model(win, m).float()
-        return crop_to(acc[0] / len(windows), size).clamp(0, 1).to(ref.device)
-
-    return _run_tiled(run, [ref.float(), filled.float(), std.float()], tile, overlap)
+    total = torch.zeros_like(ref, dtype=torch.float32)
+    for g in range(groups):
+        idx = order[g * 4:(g + 1) * 4]
+        window = torch.stack([filled[idx[0]], filled[idx[1]], ref, filled[idx[2]], filled[idx[3]]])
+        total += engine.window(window, std).to(ref.device)
+    return (total / groups).clamp(0, 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
@@ -14,7 +14,13 @@ from .core import FUSION_METHODS, BurstResult, fuse_burst
 from .io import check_output_format, list_burst, read_burst, read_metadata, write_photo
 from .noise import NoiseModel
 
+if TYPE_CHECKING:
+    from ..config import DenoiseConfig
+
 __all__ = ["denoise_burst"]
+
+#: The preset a burst runs with when no config is given (``streamden burst --preset``'s default).
+BURST_PRESET = "night_burst"
 
 
 def _parse_reference(reference: int | str, count: int) -> int | str:
@@ -31,18 +37,25 @@ def _parse_reference(reference: int | str, count: int) -> int | str:
 
 
 def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], output: str | os.PathLike | None = None,
-                  *, reference: int | str = "sharpest", sigma: float | str | None = "auto",
+                  *, reference: int | str = "sharpest", sigma: float | str | None = None,
                   frames: int | None = None, method: str = "network", model: str | torch.nn.Module | None = None,
-                  device: str = "auto", refine: bool = True, overwrite: bool = False) -> BurstResult:
+                  device: str | torch.device | None = None, refine: bool = True, overwrite: bool = False,
+                  config: "DenoiseConfig | None" = None) -> BurstResult:
     """Fuse a hand-held burst of noisy shots into one photo, and write it if ``output`` is given.
 
     ``inputs`` is a file, folder or glob, or a list of them (PNG, JPEG, TIFF, RAW with the
     ``raw`` extra). ``reference`` is ``"sharpest"`` or the index of the frame to align to;
-    ``sigma`` the noise level (0-255, Gaussian) or ``"auto"`` to fit a Poisson-Gaussian model
-    to the reference; ``frames`` keeps only the first N files; ``method`` is one of
-    ``network`` (default), ``windows``, ``merge``, ``mean`` (see
-    :mod:`streamden.burst.fuse`). The output (``.png``/``.tif`` 16-bit, ``.jpg`` 8-bit) is
-    written atomically, with the reference's EXIF and ICC profile where the formats allow.
+    ``frames`` keeps only the first N files; ``method`` is one of ``network`` (default),
+    ``windows``, ``merge``, ``mean`` (see :mod:`streamden.burst.fuse`). The output
+    (``.png``/``.tif`` 16-bit, ``.jpg`` 8-bit) is written atomically, with the reference's
+    EXIF and ICC profile where the formats allow.
+
+    The network and the noise level come from ``config`` (a :class:`~streamden.config.DenoiseConfig`,
+    by default the ``night_burst`` preset): ``model.name``, ``model.device``,
+    ``model.precision`` (and ``model.tile``) and ``noise.sigma`` (0-255, Gaussian, or
+    ``"auto"`` to fit a Poisson-Gaussian model to the reference). ``sigma``, ``device`` and
+    ``model`` (a registry name, a ``.safetensors`` file or a network module) override those
+    keys when given, as the keyword shortcuts of :func:`~streamden.denoise_video` do.
     Everything that can be checked is checked before work starts. Raises InputError,
     OutputError, ConfigError or ModelError. The result's ``image`` is ``(3, H, W)`` float.
 
@@ -50,10 +63,11 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
     >>> result.to_numpy().dtype  # doctest: +SKIP
     dtype('uint16')
     """
-    from ..models.registry import load_model
     from ..pipeline import parse_sigma
-    from ..tensors import resolve_device
 
+    module = model if isinstance(model, torch.nn.Module) else None
+    config = _burst_config(config, sigma=sigma, device=None if device is None else str(device),
+                           model=None if module is not None else model)
     if method not in FUSION_METHODS:
         raise ConfigError(f"method must be one of {', '.join(FUSION_METHODS)}, got {method!r}")
     paths = list_burst(inputs)
@@ -64,19 +78,30 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
     if len(paths) < 2:
         raise InputError(f"a burst needs at least 2 frames, got {len(paths)} ({', '.join(map(str, paths))})")
     ref = _parse_reference(reference, len(paths))
-    level = parse_sigma(sigma)
+    level = parse_sigma(config.noise.sigma)
     noise = None if level is None else NoiseModel.gaussian(level)
     if output is not None:
         check_output_format(output)
         check_output_path(output, overwrite=overwrite, inputs=tuple(paths))
-    net = None
-    if method in ("network", "windows"):
-        dev = resolve_device(device)
-        net = model.to(dev).eval() if isinstance(model, torch.nn.Module) else load_model(model, device=dev)
+    engine = None
+    if method in ("network", "windows"):   # the model loads (or fails) before the shots are read
+        from ..engine import Engine
+
+        engine = Engine(config, model=module)
     burst = torch.from_numpy(read_burst(paths)).permute(0, 3, 1, 2)
-    result = fuse_burst(burst, reference=ref, noise=noise, method=method, model=net, refine=refine)
+    result = fuse_burst(burst, reference=ref, noise=noise, method=method, engine=engine, refine=refine)
     if output is not None:
         image = result.image.permute(1, 2, 0).cpu().numpy().astype(np.float32)
         result.metadata_copied = write_photo(output, image, read_metadata(paths[result.reference]))
         result.path = str(Path(output))
     return result
+
+
+def _burst_config(config: "DenoiseConfig | None", **shortcuts: object) -> "DenoiseConfig":
+    """``config`` (default: the night_burst preset) with the keyword shortcuts that are not None applied."""
+    from ..config import OPTION_KEYS, apply_overrides, make_config
+
+    if config is None:
+        return make_config(BURST_PRESET, door="burst", **shortcuts)
+    return apply_overrides(config, [f"{OPTION_KEYS[key]}={value}" for key, value in shortcuts.items()
+                                    if value is not None])

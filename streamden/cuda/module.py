@@ -8,24 +8,26 @@ A source that fails to compile or load raises :class:`KernelError`; there is no 
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..errors import KernelError
 from ..resources import kernels_dir
 
 BLOCK = 256
 COMPILE_OPTIONS = ("-std=c++17",)
 
 
-class KernelError(RuntimeError):
-    """A kernel source is missing, does not compile, or cannot be loaded or launched."""
+class CupyMissing(KernelError, ImportError):
+    """CuPy is not installed (or does not import): CUDA kernels cannot run; names the extra to install."""
 
 
 def cupy():
-    """The ``cupy`` module, or an ImportError that names the extra providing it.
+    """The ``cupy`` module, or :class:`CupyMissing` (an ImportError) that names the extra providing it.
 
     >>> cupy().__name__  # doctest: +SKIP
     'cupy'
@@ -33,8 +35,8 @@ def cupy():
     try:
         import cupy as cp
     except ImportError as exc:  # a missing or broken install: say how to get it
-        raise ImportError('CUDA tensors need CuPy: pip install "streamden[cuda]" '
-                          f"(cupy-cuda13x); importing cupy failed: {exc}") from exc
+        raise CupyMissing('CUDA tensors need CuPy: pip install "streamden[cuda]" '
+                          f"(cupy-cuda13x); importing cupy failed: {_one_line(str(exc))}") from exc
     return cp
 
 
@@ -69,8 +71,40 @@ def load_module(name: str, device: int = 0) -> Any:
             module = cp.RawModule(code=source, options=compile_options())
             module.compile()
     except Exception as exc:  # CompileException, driver errors: all mean the kernel is unusable
-        raise KernelError(f"{kernels_dir() / (name + '.cu')}: failed to compile or load: {exc}") from exc
+        raise compile_error(kernels_dir() / f"{name}.cu", exc, device) from exc
     return module
+
+
+def compile_error(path: Path, exc: BaseException, device: int = 0) -> KernelError:
+    r"""The one-line :class:`KernelError` for kernel ``path`` failing to compile or load with ``exc``.
+
+    A compiler log (NVRTC's or nvcc's, many lines) is boiled down to its first error and where
+    it is (a line of ``path``, or of a shared ``*.cuh``); the whole log stays on ``.log``.
+
+    >>> log = '/tmp/x/k.cu(7): error: identifier "y" is undefined\n\n1 error detected in the compilation of "k.cu".'
+    >>> str(compile_error(Path("kernels/warp.cu"), RuntimeError(log)))
+    'kernels/warp.cu: failed to compile: line 7: identifier "y" is undefined'
+    """
+    text = str(exc)
+    if type(exc).__name__ == "CompileException" or _ERROR_LINE.search(text):
+        errors = _ERROR_LINE.findall(text)
+        if errors:
+            file, line, message = errors[0]
+            where = f"{Path(file.strip()).name} line {line}" if file.strip().endswith(".cuh") else f"line {line}"
+            more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+            return KernelError(f"{path}: failed to compile: {where}: {message.strip()}{more}", log=text)
+        return KernelError(f"{path}: failed to compile: {_one_line(text)}", log=text)
+    return KernelError(f"{path}: failed to load on CUDA device {device}: {type(exc).__name__}: {_one_line(text)}",
+                       log=text)
+
+
+# "file.cu(12): error: message", as NVRTC and nvcc print a compile error (warnings are skipped).
+_ERROR_LINE = re.compile(r"^([^\n]*?)\((\d+)\): (?:catastrophic )?error[^:]*: ([^\n]*)$", re.MULTILINE)
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of ``text`` (error messages are printed as one line)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,7 +114,8 @@ def get_kernel(name: str, function: str, device: int = 0) -> Any:
     try:
         return module.get_function(function)
     except Exception as exc:
-        raise KernelError(f"{kernels_dir() / (name + '.cu')}: no kernel {function!r}: {exc}") from exc
+        raise KernelError(f"{kernels_dir() / (name + '.cu')}: no kernel {function!r}: {_one_line(str(exc))}",
+                          log=str(exc)) from exc
 
 
 def as_cupy(tensor: torch.Tensor) -> Any:
@@ -127,7 +162,8 @@ def launch(name: str, function: str, total: int, *args: Any, device: torch.devic
         try:
             kernel(grid_for(total), (BLOCK, 1, 1), tuple(_arg(a) for a in args))
         except Exception as exc:
-            raise KernelError(f"{kernels_dir() / (name + '.cu')}: launching {function} failed: {exc}") from exc
+            raise KernelError(f"{kernels_dir() / (name + '.cu')}: launching {function} failed: "
+                              f"{type(exc).__name__}: {_one_line(str(exc))}", log=str(exc)) from exc
 
 
 def torch_stream(device: int) -> Any:

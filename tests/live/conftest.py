@@ -1,6 +1,7 @@
-"""Helpers of the live tests: free loopback ports, the feeder process, a shared random model."""
+"""Helpers of the live tests: free loopback ports, the feeder process, engines over a random model."""
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamden.live import SharedModel
+from streamden.config import make_config
+from streamden.engine import Engine
 from tests.nets import random_fastdvdnet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,10 +75,24 @@ def feeder():
         f.stop()
 
 
+@functools.cache
+def _network() -> torch.nn.Module:
+    """The random-weight FastDVDnet of the live tests, built once (each Engine copies it)."""
+    return random_fastdvdnet(seed=0)
+
+
+def live_engine(*overrides: str) -> Engine:
+    """A live engine over the tests' random network with the surveillance preset plus dotted
+    ``overrides`` (``"live.slate_after=1.5"``), on the CPU: live reads its settings from it.
+    Speed and shapes match the real network; no alignment, as the preset."""
+    return Engine(make_config("surveillance", None, list(overrides), door="live", device="cpu"), model=_network(),
+                  live=True)
+
+
 @pytest.fixture(scope="session")
-def shared_model() -> SharedModel:
-    """A random-weight FastDVDnet shared by the streams (speed and shapes match the real one)."""
-    return SharedModel(random_fastdvdnet(seed=0), torch.device("cpu"))
+def shared_model() -> Engine:
+    """One live engine with the surveillance preset as it ships, shared by the streams of a test."""
+    return live_engine()
 
 
 def wait_threads_gone(before: set[threading.Thread], timeout: float = 10.0) -> list[threading.Thread]:

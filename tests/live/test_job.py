@@ -8,8 +8,8 @@ import av
 import pytest
 
 from streamden.cli import main
-from streamden.live import LiveJob, LiveSettings, prometheus_text
-from tests.live.conftest import free_port, wait_threads_gone
+from streamden.live import LiveJob, prometheus_text
+from tests.live.conftest import free_port, live_engine, wait_threads_gone
 
 
 def test_two_streams_share_one_model_and_serve_metrics(feeder, shared_model):
@@ -17,8 +17,7 @@ def test_two_streams_share_one_model_and_serve_metrics(feeder, shared_model):
     ports = [free_port(socket.SOCK_DGRAM) for _ in range(2)]
     for port in ports:
         feeder("udp", f"127.0.0.1:{port}", "--fps", "10", "--seconds", "8")
-    job = LiveJob([f"udp://127.0.0.1:{p}" for p in ports], [[], []], shared_model,
-                  LiveSettings(read_timeout=2.0), metrics_port=0)
+    job = LiveJob([f"udp://127.0.0.1:{p}" for p in ports], [[], []], shared_model, metrics_port=0)
     lines: list[str] = []
     scraped: list[str] = []
 
@@ -32,7 +31,7 @@ def test_two_streams_share_one_model_and_serve_metrics(feeder, shared_model):
     summaries = job.run(duration=20, stats_every=0.5, print_fn=lines.append)
     assert [s["stream"] for s in summaries] == ["stream0", "stream1"]
     assert all(s["emitted"] >= 20 and s["received"] >= 10 for s in summaries)
-    assert all(st.shared is shared_model for st in job.streams)
+    assert all(st.engine is shared_model for st in job.streams)
     text = scraped[0]
     for name in ("stream0", "stream1"):
         assert f'streamden_frames_emitted_total{{stream="{name}"}}' in text
@@ -82,7 +81,7 @@ def test_cli_live_several_sources_need_a_stream_placeholder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("lookahead", [0, 1, 2])
-def test_full_temporal_path_carries_frames_when_the_deadline_allows(shared_model, lookahead):
+def test_full_temporal_path_carries_frames_when_the_deadline_allows(lookahead):
     import numpy as np
 
     from streamden.bench_live import ClockedSource
@@ -91,8 +90,8 @@ def test_full_temporal_path_carries_frames_when_the_deadline_allows(shared_model
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
     got = []
-    stream = LiveStream("cam", ClockedSource(frames, fps=10), shared_model, [],
-                        LiveSettings(lookahead=lookahead, latency=3.0, sigma=20.0, paths=("full", "raw")),
+    engine = live_engine(f"live.lookahead={lookahead}", "live.latency=3.0", "noise.sigma=20", "live.paths=[full, raw]")
+    stream = LiveStream("cam", ClockedSource(frames, fps=10), engine, [],
                         on_emit=lambda image, slot, now: got.append(image))
     stream.start()
     end = time.monotonic() + 20

@@ -1,0 +1,176 @@
+"""The engine: the network as every front door runs it, built once from the typed config.
+
+``denoise_video``, ``Denoiser``/``denoise_frames``, segments, Ray, live, burst, eval and bench
+all hold an :class:`Engine` and never build a network themselves, so an option added here
+reaches every one of them. The engine owns:
+
+* the model (registry name or weights file, ``model.name``), wrapped in tiles when
+  ``model.tile`` asks and on CUDA, where running out of memory falls back to tiles
+  (:mod:`streamden.models.tiling`);
+* how it runs (``model.precision``, ``channels_last``, BatchNorm folding, cuDNN autotuning,
+  CUDA graphs, ``batch``: one shared :class:`~streamden.models.accel.NetworkRunner`);
+* alignment (``align.*``, ``auto`` following the model card): each :meth:`stream` gets its
+  own aligner and stage-1 cache over the shared runner;
+* the single-frame pass (:meth:`single_frame`: one frame five times, so stage 1 runs once;
+  a per-pixel noise map; optionally at reduced resolution), used by live's cheap paths,
+  burst and eval's single-frame baseline;
+* the noise level (``noise.sigma``, ``noise.smoothing``): :meth:`sigma_tracker` and
+  :meth:`estimate_sigma`.
+
+Streams sharing an engine take turns on :attr:`lock` for each network call where they run
+in threads of their own (live); the graph runs one denoise node per engine.
+
+>>> from streamden.config import make_config
+>>> engine = Engine(make_config(None, model="fastdvdnet-gaussian", device="cpu"))
+>>> stream = engine.stream()
+>>> out = [r for _ in range(3) for r in stream.push(torch.rand(3, 16, 16), 20.0)] + stream.finish()
+>>> len(out), tuple(engine.single_frame(torch.rand(3, 16, 16), 20.0).shape)
+(3, (3, 16, 16))
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .align import make_aligner
+from .models.accel import InferenceOptions, NetworkRunner
+from .models.fastdvdnet import crop_to, pad_to_multiple
+from .models.registry import load_model, model_alignment
+from .models.streaming import HALF, StreamingDenoiser
+from .models.tiling import maybe_tiled
+from .noise.estimate import SigmaTracker, estimate_sigma
+from .tensors import resolve_device
+
+if TYPE_CHECKING:
+    from .config import DenoiseConfig
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """The network of ``config`` on ``device`` (default ``config.model.device``), ready to run.
+
+    ``model`` gives an already-built network instead of ``config.model.name`` (then
+    ``align: auto`` means no alignment, as the network carries no card); ``allow_untrained``
+    lets a registered model without shipped weights load randomly initialised (tests only);
+    ``options`` replace the inference options of ``config.model`` (the benchmark's ladder
+    measures them one by one); ``live=True`` runs one frame per network call (live outputs
+    are paced frame by frame: batching would add latency).
+    """
+
+    def __init__(self, config: "DenoiseConfig", device: str | torch.device | None = None, *,
+                 model: nn.Module | None = None, allow_untrained: bool = False,
+                 options: InferenceOptions | None = None, live: bool = False) -> None:
+        self.config = config
+        self.device = resolve_device(device if device is not None else config.model.device)
+        if model is None:
+            self.model_align = model_alignment(config.model.name)
+            model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
+        else:
+            self.model_align = "none"
+        options = options or config.model.inference_options()
+        self.options = options.with_(batch=1) if live else options
+        network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
+        self.runner = NetworkRunner(network, self.device, options)   # a prepared copy of the network
+        self.lock = threading.Lock()
+
+    @property
+    def tiles_used(self) -> int:
+        """The tile size in force (0: whole frames; set by ``model.tile`` or an out-of-memory fallback)."""
+        return int(getattr(self.runner.model, "tile", 0))
+
+    @property
+    def aligns(self) -> bool:
+        """True when streams align their windows with optical flow."""
+        mode = self.model_align if self.config.align.mode == "auto" else self.config.align.mode
+        return mode == "flow"
+
+    def stream(self, lookahead: int = HALF) -> StreamingDenoiser:
+        """A streaming engine for one sequence of frames: its own aligner and stage-1 cache over
+        the shared network. ``lookahead`` 2 (offline quality), 1 or 0 (causal, live).
+
+        >>> from streamden.config import make_config
+        >>> Engine(make_config(None, model="fastdvdnet-aligned", device="cpu")).stream().aligner is not None
+        True
+        """
+        aligner = make_aligner(self.config.align, self.device, self.model_align)
+        return StreamingDenoiser(self.runner, device=self.device, aligner=aligner, lookahead=lookahead)
+
+    def denoise_clip(self, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """A whole clip ``(T, 3, H, W)`` in [0, 1] with one sigma or one per frame (0-255), as a
+        file job runs it (streaming, aligned as configured); returns ``(T, 3, H, W)`` on the CPU.
+
+        >>> from streamden.config import make_config
+        >>> Engine(make_config(None, device="cpu")).denoise_clip(torch.rand(4, 3, 16, 16), 20.0).shape
+        torch.Size([4, 3, 16, 16])
+        """
+        sigmas = sigma.reshape(-1).tolist() if isinstance(sigma, torch.Tensor) and sigma.ndim else \
+            [float(sigma)] * frames.shape[0]
+        stream = self.stream()
+        ready = [r for frame, s in zip(frames, sigmas) for r in stream.push(frame, s)] + stream.finish()
+        return torch.stack([image.cpu() for _, image in ready])
+
+    def single_frame(self, image: torch.Tensor, sigma: float | torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """The network on one frame ``(3, H, W)`` in [0, 1] (a window of five copies: stage 1 runs
+        once), with ``sigma`` on the 0-255 scale or a per-pixel map ``(1, H, W)`` of sigma/255.
+        ``scale`` 2 or 4 runs it at that fraction of the resolution and upscales the result
+        (live's cheap paths). Large frames run in tiles when ``model.tile`` is set.
+
+        >>> from streamden.config import make_config
+        >>> engine = Engine(make_config(None, device="cpu"))
+        >>> engine.single_frame(torch.rand(3, 10, 14), torch.full((1, 10, 14), 0.1)).shape
+        torch.Size([3, 10, 14])
+        """
+        height, width = image.shape[-2:]
+        small = image.to(self.device, torch.float32).unsqueeze(0)
+        if isinstance(sigma, torch.Tensor):
+            noise = sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
+        else:
+            noise = torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
+        if scale > 1:
+            small = F.interpolate(small, scale_factor=1 / scale, mode="area")
+            noise = F.interpolate(noise, size=small.shape[-2:], mode="area")
+        padded, size = pad_to_multiple(small)
+        noise, _ = pad_to_multiple(noise)
+        with self.lock, torch.no_grad():
+            triplet = padded.unsqueeze(1).expand(-1, 3, -1, -1, -1)            # (1, 3, 3, H, W)
+            middle = self.runner.stage1(triplet, noise)
+            out = self.runner.stage2(middle.unsqueeze(1).expand(-1, 3, -1, -1, -1), noise)[0]
+        out = crop_to(out, size)
+        if scale > 1:
+            out = F.interpolate(out.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
+        return out.clamp(0.0, 1.0)
+
+    def window(self, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """The network on one 5-frame window ``(5, 3, H, W)`` (no alignment, no cache), with a
+        sigma (0-255) or a per-pixel map ``(1, H, W)`` of sigma/255; returns the centre's output.
+
+        >>> from streamden.config import make_config
+        >>> Engine(make_config(None, device="cpu")).window(torch.rand(5, 3, 8, 8), 20.0).shape
+        torch.Size([3, 8, 8])
+        """
+        height, width = frames.shape[-2:]
+        if isinstance(sigma, torch.Tensor):
+            noise = sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
+        else:
+            noise = torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
+        padded, size = pad_to_multiple(frames.to(self.device, torch.float32))
+        noise, _ = pad_to_multiple(noise)
+        with self.lock, torch.no_grad():
+            triplets = torch.stack([padded[i:i + 3] for i in range(3)])        # (3, 3, 3, H, W)
+            middle = self.runner.stage1(triplets, noise.expand(3, -1, -1, -1))
+            out = self.runner.stage2(middle.unsqueeze(0), noise)[0]
+        return crop_to(out, size).clamp(0.0, 1.0)
+
+    def sigma_tracker(self) -> SigmaTracker:
+        """A fresh per-sequence smoother of noise estimates (``noise.smoothing``)."""
+        return SigmaTracker(self.config.noise.smoothing)
+
+    @staticmethod
+    def estimate_sigma(image: torch.Tensor) -> float:
+        """The noise level (0-255) of one frame ``(3, H, W)`` (:func:`streamden.noise.estimate.estimate_sigma`)."""
+        return float(estimate_sigma(image))

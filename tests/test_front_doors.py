@@ -1,0 +1,95 @@
+"""One engine (issue 18): every front door runs the network the same way, so the same config
+gives the same frames, bit for bit, through each of them.
+
+The front doors: a file job (``denoise_video``), a resumable job in segments (``--resume``),
+the frame-at-a-time ``Denoiser``, ``denoise_frames``, eval's clip pass (``Engine.denoise_clip``)
+and the burst's and eval's single-frame pass (``Engine.single_frame`` against a window of five
+copies). Output is PNG (lossless RGB), input decoded by our own source, flow alignment on,
+fp32, a random network.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamden.api import Denoiser, denoise_frames, denoise_video
+from streamden.config import make_config
+from streamden.engine import Engine
+from streamden.io import VideoFileSource
+from streamden.live import LiveJob
+from streamden.tensors import image_to_tensor, tensor_to_image
+from tests.media import make_video
+
+FRAMES = 9
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("doors") / "in.mp4", frames=FRAMES, size=(64, 48))
+
+
+@pytest.fixture(scope="module")
+def options(random_weights) -> dict:
+    return dict(model=str(random_weights), sigma="20", precision="fp32", align="flow", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def decoded(clip) -> list[np.ndarray]:
+    return [frame.image for frame in VideoFileSource(str(clip)).generate()]
+
+
+def _pngs(folder: Path) -> list[np.ndarray]:
+    import cv2
+
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(folder.glob("*.png"))]
+
+
+def _file_job(clip, options, tmp_path, **extra) -> list[np.ndarray]:
+    out = tmp_path / "out"
+    out.mkdir()
+    denoise_video(clip, out / "%05d.png", preset=None, handle_signals=False, **options, **extra)
+    return _pngs(out)
+
+
+FRONT_DOORS = {
+    "denoise_video": lambda clip, decoded, options, tmp_path: _file_job(clip, options, tmp_path),
+    "denoise_video --resume": lambda clip, decoded, options, tmp_path: _file_job(
+        clip, options, tmp_path, resume=True, segment_frames=4),
+    "Denoiser": lambda clip, decoded, options, tmp_path: list(Denoiser(**options)(decoded)),
+    "denoise_frames": lambda clip, decoded, options, tmp_path: list(denoise_frames(np.stack(decoded), **options)),
+    "Engine.denoise_clip (eval)": lambda clip, decoded, options, tmp_path: [
+        tensor_to_image(t, np.uint8) for t in Engine(make_config(None, **options)).denoise_clip(
+            torch.stack([image_to_tensor(im, "cpu") for im in decoded]), 20.0)],
+}
+
+
+@pytest.fixture(scope="module")
+def reference(decoded, options) -> list[np.ndarray]:
+    return list(Denoiser(**options)(decoded))
+
+
+@pytest.mark.parametrize("door", sorted(FRONT_DOORS))
+def test_the_same_config_gives_the_same_frames_through_every_front_door(door, clip, decoded, options, reference,
+                                                                           tmp_path):
+    got = FRONT_DOORS[door](clip, decoded, options, tmp_path)
+    assert len(got) == FRAMES
+    differ = [i for i, (a, b) in enumerate(zip(got, reference)) if not np.array_equal(a, b)]
+    assert not differ, f"{door}: frames {differ} differ from Denoiser's"
+
+
+def test_single_frame_pass_is_the_network_on_five_copies(options):
+    engine = Engine(make_config(None, **options))
+    image = torch.rand(3, 20, 28)
+    window = image.unsqueeze(0).expand(5, -1, -1, -1)
+    assert torch.allclose(engine.single_frame(image, 20.0), engine.window(window, 20.0), atol=1e-6)
+    noise_map = torch.full((1, 20, 28), 20.0 / 255)
+    assert torch.allclose(engine.single_frame(image, noise_map), engine.single_frame(image, 20.0), atol=1e-6)
+
+
+def test_live_runs_the_engine_of_its_config(options):
+    engine = Engine(make_config("surveillance", **dict(options, align="none")), live=True)
+    job = LiveJob([], [], engine)
+    assert job.streams == [] and engine.options.batch == 1 and not engine.aligns
