@@ -63,7 +63,8 @@ def bright_photo_gain(model: torch.nn.Module, sigma: float = 10.0) -> float:
 def score(weights: str, sigmas: list[float], frames: int, crop: int) -> dict:
     """Validation PSNR per sigma (mean over clips) and the bright-content checks for one weights file."""
     result = evaluate([str(ROOT.parent / "shared" / "data" / "val" / "videos")], sigmas, model=weights,
-                      frames=frames, crop=crop, baselines=("noisy",), cbm3d=False, log=lambda _: None)
+                      frames=frames, crop=crop, baselines=("noisy",), cbm3d=False, precision="fp32",
+                      log=lambda _: None)
     model = load_model(weights)
     return {
         "val_psnr": {f"{s:g}": round(result.average("model", s)[0], 3) for s in sigmas},
