@@ -457,6 +457,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-nlm", action="store_true", help="skip the (slow) OpenCV NLM baseline")
+    p.add_argument("--no-cbm3d", action="store_true", help="skip the (slowest) CBM3D baseline of the eval extra")
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--csv", help="write the table as CSV")
     p.set_defaults(run=_run_eval)
@@ -476,7 +477,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     _require(args.crop is None or args.crop >= 1, f"--crop must be at least 1 pixel, got {args.crop}")
     baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
-                      seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines)
+                      seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
+                      cbm3d=not args.no_cbm3d)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)
