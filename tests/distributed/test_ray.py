@@ -205,3 +205,19 @@ def test_cli_ray_writes_an_image_sequence(local_ray, clip, random_weights, tmp_p
     code = main(["denoise", str(clip), "-o", str(out / "%05d.png"), "--ray", "--no-progress", "--model", str(random_weights),
                  "--sigma", "20", "--set", "job.segment_frames=8"])
     assert code == 0 and len(list(out.iterdir())) == FRAMES
+
+
+def test_resume_continues_a_ray_job_and_the_result_is_exact(local_ray, clip, random_weights, tmp_path):
+    """The reverse: Ray stops after its first segment (Ctrl-C on the driver), --resume finishes."""
+    from streamden.segments import denoise_segmented
+
+    config = _config(random_weights, "auto")
+    out = tmp_path / "out.mkv"
+
+    def interrupt(job, number: int) -> None:
+        raise KeyboardInterrupt
+    with pytest.raises(Cancelled):
+        denoise_on_ray(clip, out, config=config, workers=1, on_segment=interrupt)
+    report = denoise_segmented(clip, out, config=config, handle_signals=False)
+    assert report.segments_skipped >= 1 and report.segments_skipped + report.segments_done == 3
+    _assert_same(read_frames(out), _single_process(clip, random_weights, "auto")[0])
