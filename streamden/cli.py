@@ -503,18 +503,20 @@ def _run_models(args: argparse.Namespace) -> int:
         print(f"{card.name}{default}  [{state}]  align: {card.align}  {card.description}")
     print("presets: " + ", ".join(f"{name} -> {make_config(name).model.name}" for name in preset_names()))
     for door, note in FRONT_DOOR_MODELS.items():
-        print(f"{door}: {DEFAULT_MODEL}{note}")
+        print(f"{door}: {note}")
     return 0
 
 
 #: Which model each front door uses, and how, when it differs from the plain default.
 FRONT_DOOR_MODELS = {
-    "denoise_frames, Denoiser, denoise_video, streamden denoise, --resume, --ray": " with flow alignment (align auto)",
+    "denoise_frames, Denoiser, denoise_video, streamden denoise, --resume, --ray": "fastdvdnet-aligned, with flow "
+                                                                                  "alignment (align auto)",
     "streamden live (surveillance preset)": (
-        " without flow alignment (align.mode none): no optical flow fits a live frame's budget on a CPU; "
-        "the unaligned fastdvdnet-gaussian is 0.35 dB better on unaligned windows at sigma 30 but fails on "
-        "large bright areas at low noise (25.4 dB out of a 28.4 dB input)"),
-    "streamden burst, denoise_burst (night_burst preset)": " in single-frame mode on the merged burst, 512-pixel tiles",
+        "fastdvdnet-gaussian, no flow: no optical flow fits a live frame's budget on a CPU, and on unaligned "
+        "windows the unaligned variant (same recipe) is 0.42/0.22/0.15 dB better than fastdvdnet-aligned at "
+        "sigma 10/30/50 on the validation clips"),
+    "streamden burst, denoise_burst (night_burst preset)": "fastdvdnet-aligned, single-frame mode on the merged "
+                                                           "burst, 512-pixel tiles",
 }
 
 
