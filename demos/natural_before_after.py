@@ -24,13 +24,7 @@ from streamden.metrics import psnr
 from streamden.noise.synth import noisy_8bit
 from streamden.train.data import read_clip
 
-
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in the top-left corner on a dark band."""
-    out = image.copy()
-    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+from before_after import label   # demos/ is this script's folder: the same labels as the sample picture
 
 
 def main() -> None:
