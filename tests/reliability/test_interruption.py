@@ -122,14 +122,16 @@ def test_kill_9_leaves_a_playable_partial_file(tmp_path, random_weights, ext):
               "--codec", "h264", "--set", "input.stall_seconds=600", env={CRASH_ENV: "hang:13"})
     partial = partial_path(out)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and job.proc.poll() is None:
-        with contextlib.suppress(av.error.FFmpegError):   # the header may not be written yet
-            if partial.exists() and _playable_frames(partial) >= 5:
-                break
-        time.sleep(0.2)
-    assert job.proc.poll() is None, "the job ended before it could be killed:\n" + job.log
-    job.proc.kill()
-    job.proc.wait(30)
+    try:
+        while time.monotonic() < deadline and job.proc.poll() is None:
+            with contextlib.suppress(av.error.FFmpegError):   # the header may not be written yet
+                if partial.exists() and _playable_frames(partial) >= 5:
+                    break
+            time.sleep(0.2)
+        assert job.proc.poll() is None, "the job ended before it could be killed:\n" + job.log
+    finally:   # a failed wait must not leave the hung job behind
+        job.proc.kill()
+        job.proc.wait(30)
     assert not out.exists() and partial.exists()  # never renamed: the name says it is partial
     assert 5 <= _playable_frames(partial) <= 11
 
