@@ -75,7 +75,7 @@ class Engine:
         options = options or config.model.inference_options()
         self.options = options.with_(batch=1) if live else options
         network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
-        self.runner = NetworkRunner(network, self.device, options)   # a prepared copy of the network
+        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
         self.lock = threading.Lock()
 
     @property

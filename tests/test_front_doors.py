@@ -90,6 +90,9 @@ def test_single_frame_pass_is_the_network_on_five_copies(options):
 
 
 def test_live_runs_the_engine_of_its_config(options):
-    engine = Engine(make_config("surveillance", **dict(options, align="none")), live=True)
+    config = make_config("surveillance", None, ["model.batch=4"], door="live", **dict(options, align="none"))
+    engine = Engine(config, live=True)
     job = LiveJob([], [], engine)
-    assert job.streams == [] and engine.options.batch == 1 and not engine.aligns
+    # one frame per network call whatever model.batch says: what the streams' runner does
+    assert job.streams == [] and engine.runner.options.batch == 1 and engine.stream().batch == 1
+    assert not engine.aligns
