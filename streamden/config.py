@@ -375,6 +375,18 @@ def check_front_door(door: str, keys: Iterable[str]) -> None:
             raise ConfigError(f"{key}: streamden {door} does not use this key (it reads {listed})")
 
 
+def shortcut_overrides(options: dict[str, Any]) -> list[str]:
+    """The ``key=value`` overrides that keyword shortcuts stand for (None: not given).
+
+    >>> shortcut_overrides({"sigma": 20, "model": None})
+    ['noise.sigma=20']
+    """
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r} (known: {', '.join(sorted(OPTION_KEYS))})")
+    return [f"{OPTION_KEYS[key]}={value}" for key, value in options.items() if value is not None]
+
+
 def make_config(preset: str | None = "restoration", config_file: str | Path | None = None,
                 overrides: Iterable[str] = (), *, door: str = "denoise", **options: Any) -> DenoiseConfig:
     """Preset (or config file), then dotted overrides, then keyword shortcuts (see OPTION_KEYS).
@@ -392,13 +404,7 @@ def make_config(preset: str | None = "restoration", config_file: str | Path | No
     overrides = list(overrides)
     path = config_file or (preset_path(preset) if preset else None)
     config = load_config(DenoiseConfig, path, overrides)
-    shortcut = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key not in OPTION_KEYS:
-            raise ConfigError(f"unknown option {key!r} (known: {', '.join(sorted(OPTION_KEYS))})")
-        shortcut.append(f"{OPTION_KEYS[key]}={value}")
+    shortcut = shortcut_overrides(options)
     given = [item.split("=", 1)[0].strip() for item in overrides + shortcut]
     if config_file:
         given = config_keys(read_yaml(config_file)) + given

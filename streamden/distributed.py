@@ -93,12 +93,6 @@ def _engine(config):
     return _ENGINES[key]
 
 
-def _estimate_segment(spec, plan, first: int, stop: int) -> list[float]:
-    """Ray task: the raw noise estimates of frames ``[first, stop)`` (first pass of ``sigma: auto``)."""
-
-    return estimate_segment(spec, plan, first, stop)
-
-
 def _denoise_segment(spec, plan, number: int, sigmas: list[float] | None,
                      in_task: Callable[[int, int], None] | None) -> dict[str, Any]:
     """Ray task: denoise segment ``number`` into the work folder; returns its manifest record,
@@ -281,7 +275,7 @@ class _Scheduler:
         options = dict(max_retries=max_retries, num_cpus=num_cpus, num_gpus=num_gpus,
                        retry_exceptions=[OSError, RuntimeError])
         self.denoise = ray.remote(_denoise_segment).options(**options)
-        self.estimate = ray.remote(_estimate_segment).options(**dict(options, num_gpus=0))
+        self.estimate = ray.remote(estimate_segment).options(**dict(options, num_gpus=0))
 
     def run(self, work: Iterator[tuple[Callable[[], Any], Callable[[Any], None], Callable[[BaseException], None]]]
             ) -> None:
@@ -600,8 +594,8 @@ def verify(dst: str | Path, src: str | Path | None = None) -> VerifyReport:
                     report.problems.append(f"{path}: missing")
                 elif checksum(path) != record["sha256"]:
                     report.problems.append(f"{path}: checksum differs from the manifest")
-                elif segment_frames(path) != stop - first:
-                    report.problems.append(f"{path}: {segment_frames(path)} frames, expected {stop - first}")
+                elif (frames := segment_frames(path)) != stop - first:
+                    report.problems.append(f"{path}: {frames} frames, expected {stop - first}")
     if not dst.is_file():
         if not folder.is_dir():
             report.problems.append(f"{dst}: no such output and no work folder")

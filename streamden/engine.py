@@ -127,10 +127,7 @@ class Engine:
         """
         height, width = image.shape[-2:]
         small = image.to(self.device, torch.float32).unsqueeze(0)
-        if isinstance(sigma, torch.Tensor):
-            noise = sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
-        else:
-            noise = torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
+        noise = self._noise_map(sigma, height, width)
         if scale > 1:
             small = F.interpolate(small, scale_factor=1 / scale, mode="area")
             noise = F.interpolate(noise, size=small.shape[-2:], mode="area")
@@ -153,11 +150,7 @@ class Engine:
         >>> Engine(make_config(None, device="cpu")).window(torch.rand(5, 3, 8, 8), 20.0).shape
         torch.Size([3, 8, 8])
         """
-        height, width = frames.shape[-2:]
-        if isinstance(sigma, torch.Tensor):
-            noise = sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
-        else:
-            noise = torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
+        noise = self._noise_map(sigma, *frames.shape[-2:])
         padded, size = pad_to_multiple(frames.to(self.device, torch.float32))
         noise, _ = pad_to_multiple(noise)
         with self.lock, torch.no_grad():
@@ -165,6 +158,12 @@ class Engine:
             middle = self.runner.stage1(triplets, noise.expand(3, -1, -1, -1))
             out = self.runner.stage2(middle.unsqueeze(0), noise)[0]
         return crop_to(out, size).clamp(0.0, 1.0)
+
+    def _noise_map(self, sigma: float | torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """A ``(1, 1, H, W)`` noise map on the device: a sigma (0-255) or a ``(1, H, W)`` map of sigma/255."""
+        if isinstance(sigma, torch.Tensor):
+            return sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
+        return torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
 
     def sigma_tracker(self) -> SigmaTracker:
         """A fresh per-sequence smoother of noise estimates (``noise.smoothing``)."""

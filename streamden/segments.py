@@ -531,7 +531,7 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
     except BaseException:
         _remove(path)  # half a segment is of no use: it is redone on resume
         raise
-    record: dict[str, Any] = {"file": path.name, "first": first, "stop": stop, "frames": segment_frames(path),
+    record: dict[str, Any] = {"file": path.name, "first": first, "stop": stop, "frames": sink.frames_written,
                               "sha256": checksum(path)}
     if spec.fixed_sigma is None and sigmas is None:
         record["tracker"] = upload.tracker_after

@@ -99,9 +99,8 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
 
 def _burst_config(config: "DenoiseConfig | None", **shortcuts: object) -> "DenoiseConfig":
     """``config`` (default: the night_burst preset) with the keyword shortcuts that are not None applied."""
-    from ..config import OPTION_KEYS, apply_overrides, make_config
+    from ..config import apply_overrides, make_config, shortcut_overrides
 
     if config is None:
         return make_config(BURST_PRESET, door="burst", **shortcuts)
-    return apply_overrides(config, [f"{OPTION_KEYS[key]}={value}" for key, value in shortcuts.items()
-                                    if value is not None])
+    return apply_overrides(config, shortcut_overrides(shortcuts))

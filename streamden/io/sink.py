@@ -667,6 +667,11 @@ class ImageSequenceSink(SinkNode):
                 return self.folder / entry
         return None
 
+    @property
+    def frames_written(self) -> int:
+        """Images written so far (as :attr:`VideoFileSink.frames_written` counts frames)."""
+        return self._count
+
     def path_for(self, number: int) -> Path:
         """The file the frame numbered ``number`` goes to.
 
