@@ -458,6 +458,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-nlm", action="store_true", help="skip the (slow) OpenCV NLM baseline")
     p.add_argument("--no-cbm3d", action="store_true", help="skip the (slowest) CBM3D baseline of the eval extra")
+    p.add_argument("--align", choices=["auto", "none", "flow"], default="auto",
+                   help="motion alignment of the model's windows (default auto: what the model was trained with)")
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--csv", help="write the table as CSV")
     p.set_defaults(run=_run_eval)
@@ -478,7 +480,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
-                      cbm3d=not args.no_cbm3d)
+                      cbm3d=not args.no_cbm3d, align=args.align)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)
@@ -502,21 +504,22 @@ def _run_models(args: argparse.Namespace) -> int:
         default = " (default of every front door)" if card.name == DEFAULT_MODEL else ""
         print(f"{card.name}{default}  [{state}]  align: {card.align}  {card.description}")
     print("presets: " + ", ".join(f"{name} -> {make_config(name).model.name}" for name in preset_names()))
-    for door, note in FRONT_DOOR_MODELS.items():
-        print(f"{door}: {note}")
+    for door, (preset, how) in FRONT_DOOR_MODELS.items():
+        print(f"{door}: {make_config(preset).model.name}, {how}")
     return 0
 
 
-#: Which model each front door uses, and how, when it differs from the plain default.
+#: Each front door: the preset its model comes from (None: the config defaults) and how it runs
+#: it, with the measured reason where that differs from the default model.
 FRONT_DOOR_MODELS = {
-    "denoise_frames, Denoiser, denoise_video, streamden denoise, --resume, --ray": "fastdvdnet-aligned, with flow "
-                                                                                  "alignment (align auto)",
+    "denoise_frames, Denoiser, denoise_video, streamden denoise, --resume, --ray": (
+        None, "with flow alignment (align auto)"),
     "streamden live (surveillance preset)": (
-        "fastdvdnet-gaussian, no flow: no optical flow fits a live frame's budget on a CPU, and on unaligned "
-        "windows the unaligned variant (same recipe) is 0.42/0.22/0.15 dB better than fastdvdnet-aligned at "
-        "sigma 10/30/50 on the validation clips"),
-    "streamden burst, denoise_burst (night_burst preset)": "fastdvdnet-aligned, single-frame mode on the merged "
-                                                           "burst, 512-pixel tiles",
+        "surveillance", "no flow: no optical flow fits a live frame's budget on a CPU, and on unaligned windows "
+        "the unaligned variant (same recipe) is 0.42/0.22/0.15 dB better than fastdvdnet-aligned at sigma "
+        "10/30/50 on the validation clips (streamden eval --align none)"),
+    "streamden burst, denoise_burst (night_burst preset)": (
+        "night_burst", "single-frame mode on the merged burst, 512-pixel tiles"),
 }
 
 

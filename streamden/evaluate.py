@@ -242,7 +242,7 @@ def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | None = None, frames: int | None = None,
-             crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto",
+             crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto", align: str = "auto",
              baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
              log: Callable[[str], None] = print) -> EvalResult:
     """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
@@ -251,7 +251,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     keeps the first N frames, ``crop`` the centre C x C square. CBM3D runs when ``cbm3d`` and
     ``import bm3d`` works; otherwise a note says it was skipped. The network runs through
     the :class:`~streamden.engine.Engine` of a job with these settings (``precision`` auto:
-    bf16 on a CPU with native bf16), aligned as the model card says: what users get.
+    bf16 on a CPU with native bf16), aligned as the model card says (``align`` auto) or as
+    ``align`` forces: what users get.
 
     >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
     >>> r.methods                                                              # doctest: +SKIP
@@ -275,13 +276,13 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
             notes.append("CBM3D skipped: the optional `bm3d` package is not installed")
             log("note: " + notes[-1])
 
-    engine = Engine(make_config(None, model=model, device=device, precision=precision))
+    engine = Engine(make_config(None, model=model, device=device, precision=precision, align=align))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
     result = EvalResult(settings={
         "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
-        "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision,
+        "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision, "align": align,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
         "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",
