@@ -34,6 +34,13 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def save_side_by_side(output: Path, panels: list[tuple[str, np.ndarray]]) -> None:
+    """Write ``(label, RGB uint8 crop)`` panels side by side, each 2x enlarged and labelled, as PNG."""
+    big = [label(cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST), text) for text, crop in panels]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(output), cv2.cvtColor(np.concatenate(big, axis=1), cv2.COLOR_RGB2BGR))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="sample folder (clean.mp4, noisy.mp4)")
@@ -51,11 +58,8 @@ def main() -> None:
     panels = []
     for name, frames in clips.items():
         score = psnr(torch.from_numpy(frames[t]).float() / 255, torch.from_numpy(clips["clean"][t]).float() / 255)
-        text = name if name == "clean" else f"{name}  {float(score):.2f} dB"
-        big = cv2.resize(frames[t][crop], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-        panels.append(label(big, text))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.output), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+        panels.append((name if name == "clean" else f"{name}  {float(score):.2f} dB", frames[t][crop]))
+    save_side_by_side(args.output, panels)
     print(f"wrote {args.output}")
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
 from streamden.config import make_config
@@ -24,7 +22,7 @@ from streamden.metrics import psnr
 from streamden.noise.synth import noisy_8bit
 from streamden.train.data import read_clip
 
-from before_after import label   # demos/ is this script's folder: the same labels as the sample picture
+from before_after import save_side_by_side   # demos/ is this script's folder: the same layout as the sample picture
 
 
 def main() -> None:
@@ -53,10 +51,8 @@ def main() -> None:
     for name, image in outputs.items():
         text = name if name == "clean" else f"{name}  {float(psnr(image.clamp(0, 1), clean[t])):.2f} dB"
         crop = (image[:, top:top + args.crop, left:left + args.crop].clamp(0, 1) * 255).round().byte()
-        big = cv2.resize(crop.permute(1, 2, 0).numpy(), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-        panels.append(label(big, text))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.output), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+        panels.append((text, crop.permute(1, 2, 0).numpy()))
+    save_side_by_side(args.output, panels)
     print(f"wrote {args.output} ({args.clip.name}, frame {t}, sigma {args.sigma:g})")
 
 
