@@ -7,9 +7,12 @@ frames at ``fps`` in real time into a :class:`~streamden.live.LiveStream` over a
 null output. Figures per size: frames in and out, how many went through each processing path
 (the degraded share is everything but ``full``), late/dropped/repeated, arrival->emission
 latency p50/p99, emission interval p99/max, and the path costs measured at calibration
-(``full`` is one output frame of the full path at the chosen look-ahead; ``-`` where the
-calibration had not finished when the run ended).
+(``full`` and ``lite`` are one output frame of the temporal path at the chosen look-ahead;
+``-`` where the calibration had not finished when the run ended), and the share of frames
+that went out denoised (any path but ``raw``).
 Network decode is left out on purpose: it is the pacer and the degrade path that are timed.
+With ``record`` the output is also encoded to a temporary H.264 file, so that the encoder
+takes its share of the CPU as in a real job.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from .graph.node import SourceNode
+from .graph.pacer import PATHS
 from .io.frame import Frame
 
 __all__ = ["ClockedSource", "LiveBenchResult", "run_live_bench"]
@@ -73,21 +77,24 @@ class LiveBenchResult:
     hardware: str
     threads: int
     lookahead: int
+    record: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def format_table(self) -> str:
         """Aligned text: one line per size."""
         head = (f"streamden bench live: {self.fps:g} fps, {self.seconds:g} s per size, look-ahead "
-                f"{self.lookahead}, device {self.device} ({self.hardware}), {self.threads} threads")
-        cols = ["size", "in", "out", "full", "light2", "light4", "raw", "degraded %", "late", "dropped",
-                "repeated", "lat p50 ms", "lat p99 ms", "int p99 ms", "int max ms", "cost full/light2/light4 ms"]
+                f"{self.lookahead}, device {self.device} ({self.hardware}), {self.threads} threads"
+                f"{', output encoded (H.264)' if self.record else ''}")
+        networks = [p for p in PATHS if p != "raw"]
+        cols = ["size", "in", "out", *PATHS, "denoised %", "late", "dropped", "repeated", "lat p50 ms",
+                "lat p99 ms", "int p99 ms", "int max ms", f"cost {'/'.join(networks)} ms"]
         lines = [head, "  ".join(cols)]
         for r in self.rows:
-            cells = [r["size"], r["received"], r["emitted"], r["path_full"], r["path_light2"], r["path_light4"],
-                     r["path_raw"], f"{r['degraded_pct']:.1f}", r["late"], r["dropped"], r["repeated"],
+            cells = [r["size"], r["received"], r["emitted"], *(r[f"path_{p}"] for p in PATHS),
+                     f"{r['denoised_pct']:.1f}", r["late"], r["dropped"], r["repeated"],
                      f"{r['latency_p50_ms']:.1f}", f"{r['latency_p99_ms']:.1f}", f"{r['interval_p99_ms']:.1f}",
                      f"{r['interval_max_ms']:.1f}",
-                     "/".join(_ms(r["path_costs_ms"].get(p)) for p in ("full", "light2", "light4"))]
+                     "/".join(_ms(r["path_costs_ms"].get(p)) for p in networks)]
             lines.append("  ".join(str(c).rjust(len(h)) for c, h in zip(cells, cols)))
         return "\n".join(lines)
 
@@ -102,36 +109,46 @@ def _ms(value: float | None) -> str:
 
 def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)), seconds: float = 20.0,
                    fps: float = 25.0, device: str = "auto", lookahead: int = 1,
-                   model: str | None = None) -> LiveBenchResult:
-    """Run the live pipeline for ``seconds`` at each size and collect its figures.
+                   model: str | None = None, record: bool = False) -> LiveBenchResult:
+    """Run the live pipeline for ``seconds`` at each size and collect its figures (``record``:
+    encode the output to a temporary H.264 file too).
 
     >>> print(run_live_bench([(64, 48)], seconds=2).format_table())  # doctest: +SKIP
     """
     from .config import make_config
     from .engine import Engine
-    from .live import LiveStream
+    import tempfile
+
+    from .io.live_sink import open_output
+    from .live import LiveStream, lite_engine
     from .sample import render_scene
 
     config = make_config("surveillance", None, [f"live.lookahead={lookahead}", "noise.sigma=25"], door="live",
                          model=model, device=device)
     engine = Engine(config, allow_untrained=True, live=True)
+    lite = lite_engine(engine)
     dev = engine.device
     hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
-                             threads=torch.get_num_threads(), lookahead=lookahead)
+                             threads=torch.get_num_threads(), lookahead=lookahead, record=record)
     rng = np.random.default_rng(0)
     for width, height in sizes:
         clean = render_scene(24, (width, height))
         noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
-        stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), engine, [])
-        stream.start()
-        time.sleep(seconds)
-        stream.stop()
+        with tempfile.TemporaryDirectory(prefix="streamden-bench-live-") as scratch:
+            outputs = [open_output(os.path.join(scratch, "out.ts"), fps=Fraction(fps).limit_denominator(1001),
+                                   size=(width, height), preset=config.encode.preset,
+                                   crf=config.encode.crf)] if record else []
+            stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), engine, outputs, lite=lite)
+            stream.start()
+            time.sleep(seconds)
+            stream.stop()
         row = stream.summary()
         row.pop("outputs", None)
         row["size"] = f"{width}x{height}"
-        processed = sum(row[f"path_{p}"] for p in ("full", "light2", "light4", "raw"))
+        processed = sum(row[f"path_{p}"] for p in PATHS)
         row["degraded_pct"] = 100.0 * row["degraded"] / processed if processed else 0.0
+        row["denoised_pct"] = 100.0 * (processed - row["path_raw"]) / processed if processed else 0.0
         cost = stream.calibration.get("full")
         row["full_cost_ms"] = None if cost is None else 1000 * cost
         row["path_costs_ms"] = {k: 1000 * v for k, v in stream.calibration.items()}

@@ -382,6 +382,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="registry name or .safetensors (default: the restoration model)")
     p.add_argument("--seconds", type=float, default=20.0, help="bench live: seconds per size (default 20)")
     p.add_argument("--fps", type=float, default=25.0, help="bench live: the camera's frame rate (default 25)")
+    p.add_argument("--record", action="store_true",
+                   help="bench live: also encode the output to a temporary H.264 file (the encoder's CPU share)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--report", help="also write the markdown tables to this file")
@@ -401,7 +403,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
         _require(args.seconds > 0, f"streamden bench live: --seconds must be positive, got {args.seconds:g}")
         _require(args.fps > 0, f"streamden bench live: --fps must be positive, got {args.fps:g}")
-        result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device)
+        result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device, model=args.model,
+                                record=args.record)
         print(result.format_table())
         if args.json:
             result.to_json(args.json)
@@ -495,14 +498,17 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from .models.registry import DEFAULT_MODEL, list_models
+    from .models.cost import multiply_adds_per_pixel
+    from .models.registry import DEFAULT_MODEL, build_model, list_models
 
     from .config import make_config, preset_names
 
     for card in list_models():
         state = "trained" if card.is_trained else "NO WEIGHTS"
         default = " (default of every front door)" if card.name == DEFAULT_MODEL else ""
-        print(f"{card.name}{default}  [{state}]  align: {card.align}  {card.description}")
+        cost = multiply_adds_per_pixel(build_model(card.architecture, **card.arch_kwargs).eval())
+        print(f"{card.name}{default}  [{state}]  align: {card.align}  cost: {cost:,.0f} multiply-adds per pixel "
+              f"per streamed frame  {card.description}")
     print("presets: " + ", ".join(f"{name} -> {make_config(name).model.name}" for name in preset_names()))
     for door, (preset, how) in FRONT_DOOR_MODELS.items():
         print(f"{door}: {make_config(preset).model.name}, {how}")
@@ -517,7 +523,8 @@ FRONT_DOOR_MODELS = {
     "streamden live (surveillance preset)": (
         "surveillance", "no flow: no optical flow fits a live frame's budget on a CPU, and on unaligned windows "
         "the unaligned variant (same recipe) is 0.42/0.22/0.15 dB better than fastdvdnet-aligned at sigma "
-        "10/30/50 on the validation clips (streamden eval --align none)"),
+        "10/30/50 on the validation clips (streamden eval --align none); where it cannot keep up (a CPU), "
+        "the lite rung runs live.lite_model (lite) before the single-frame passes"),
     "streamden burst, denoise_burst (night_burst preset)": (
         "night_burst", "single-frame mode on the merged burst, 512-pixel tiles"),
 }

@@ -145,7 +145,8 @@ class LiveConfig:
     backoff_base: float = 0.5            # first reconnect wait (s), doubled per failure, with jitter
     backoff_cap: float = 10.0            # longest reconnect wait (s)
     slate_after: float = 3.0             # seconds without input before NO SIGNAL replaces the last frame
-    paths: list[str] = field(default_factory=lambda: ["full", "light2", "light4", "raw"])  # degrade order
+    paths: list[str] = field(default_factory=lambda: ["full", "lite", "light2", "light4", "raw"])  # degrade order
+    lite_model: str = "lite"             # the network of the lite path (a registry name or a weights file)
     segment_seconds: float = 60.0        # length of recorded segments
     segment_keep: int = 0                # recorded segments kept (oldest deleted); 0 = all
     hls_seconds: float = 2.0             # HLS segment length

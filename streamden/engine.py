@@ -84,6 +84,24 @@ class Engine:
         return int(getattr(self.runner.model, "tile", 0))
 
     @property
+    def single_stage(self) -> bool:
+        """True for a network that runs one block per output frame (``lite``, :mod:`streamden.models.lite`)."""
+        return bool(getattr(self.runner.model, "single_stage", False))
+
+    def blocks_per_frame(self, lookahead: int) -> int:
+        """Network blocks one streamed output frame costs at ``lookahead`` frames: with the
+        stage-1 cache 2, 3 or 4 at look-ahead 2, 1 or 0; one for a single-stage network.
+        A single-frame pass (:meth:`single_frame`) costs as many blocks as look-ahead 2.
+
+        >>> from streamden.config import make_config
+        >>> Engine(make_config(None, model="lite", device="cpu"), allow_untrained=True).blocks_per_frame(0)
+        1
+        """
+        if self.single_stage:
+            return 1
+        return {2: 2, 1: 3, 0: 4}[lookahead]
+
+    @property
     def aligns(self) -> bool:
         """True when streams align their windows with optical flow."""
         mode = self.model_align if self.config.align.mode == "auto" else self.config.align.mode

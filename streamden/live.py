@@ -8,9 +8,13 @@ One :class:`LiveStream` per feed runs four kinds of thread::
   frames between it and the processor drops the oldest frame when the processor falls behind.
 * **Process**: picks, per frame, the best path that meets the frame's deadline
   (:class:`~streamden.graph.pacer.DeadlineChooser`): ``full`` (the streaming network with a
-  look-ahead of 0, 1 or 2 frames), ``light2``/``light4`` (a single-frame pass of the network
-  at half or quarter resolution, upscaled) or ``raw`` (the frame as received). Path costs
-  are measured at the first frame (calibration) and tracked while running.
+  look-ahead of 0, 1 or 2 frames), ``lite`` (the light temporal network ``live.lite_model``,
+  one small block per frame, :mod:`streamden.models.lite`: what a CPU keeps up with),
+  ``light2``/``light4`` (a single-frame pass of the network at half or quarter resolution,
+  upscaled) or ``raw`` (the frame as received). Path costs are measured at the first frame
+  of each size (calibration) and tracked while running. ``full`` and ``lite`` are the
+  temporal paths: each has its own stage-1 cache, and a switch between them restarts the
+  window (the frames held for look-ahead go out the cheap way).
 * **Pacer**: emits exactly one frame per period (:class:`~streamden.graph.pacer.Pacer`),
   repeating the last frame while nothing new is ready and sending a NO SIGNAL slate after
   ``slate_after`` seconds without input.
@@ -29,7 +33,8 @@ Everything a stream does comes from the engine's typed config (``engine.config``
 :class:`~streamden.config.DenoiseConfig`); live keeps no copy of it. What live reads, and where:
 
 * ``live.lookahead``, ``live.latency``, ``live.paths``, ``live.slate_after``: the processor
-  and the pacer (:class:`LiveStream`);
+  and the pacer (:class:`LiveStream`); ``live.lite_model``: the network of the ``lite`` path
+  (its own engine, :func:`lite_engine`);
 * ``live.open_timeout``, ``live.read_timeout``, ``live.backoff_base``, ``live.backoff_cap``:
   the :class:`LiveSource` a :class:`LiveJob` opens for a URL;
 * ``live.segment_seconds``, ``live.segment_keep``, ``live.hls_seconds``, ``encode.crf``,
@@ -46,6 +51,7 @@ stream or job is built.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -71,13 +77,12 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = ["LiveStream", "LiveJob", "MetricsServer", "check_live_config", "format_stats",
-           "prometheus_text"]
+           "lite_engine", "prometheus_text"]
+
+#: The paths that run a streaming (temporal) network, best first.
+TEMPORAL_PATHS = ("full", "lite")
 
 log = logging.getLogger(__name__)
-
-#: Stage-1 plus stage-2 block calls per output frame of the full path, by look-ahead.
-BLOCKS_PER_FRAME = {2: 2, 1: 3, 0: 4}
-
 
 #: Processed frames the pacer holds for their tick (older ones are dropped). Input and output
 #: run at the same rate, so in steady state at most one frame waits; the second slot absorbs
@@ -119,6 +124,23 @@ def check_live_config(config: "DenoiseConfig") -> None:
         raise ConfigError(f"encode.codec: streamden live writes H.264 (h264); got {config.encode.codec}")
     parse_sigma(config.noise.sigma)
     parse_fps(config.encode.fps)
+
+
+def lite_engine(engine: "Engine") -> "Engine | None":
+    """The engine of the ``lite`` path of live streams over ``engine``: ``live.lite_model``,
+    unaligned (``align.mode: auto`` follows its card), on ``engine``'s device with the same
+    ``model.*`` settings. None when ``lite`` is not in ``live.paths`` or ``engine``'s own
+    network is already single-stage (its ``full`` path is then the light network).
+    """
+    config = engine.config
+    if "lite" not in config.live.paths or engine.single_stage:
+        return None
+    from .engine import Engine
+
+    lite_config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, name=config.live.lite_model),
+        align=dataclasses.replace(config.align, mode="auto"))
+    return Engine(lite_config, engine.device, live=True)
 
 
 class _Inbox:
@@ -169,7 +191,9 @@ class LiveStream:
     ``source`` is a :class:`LiveSource` (or any SourceNode whose frames carry an
     ``arrival`` attribute and that exposes ``fps`` once it yields); ``outputs`` are
     destination strings for :func:`~streamden.io.live_sink.open_output` or ready
-    :class:`LiveOutput` objects; ``on_emit(image, slot, now)`` is an extra pacer callback.
+    :class:`LiveOutput` objects; ``on_emit(image, slot, now)`` is an extra pacer callback;
+    ``lite`` is the engine of the ``lite`` path (default: :func:`lite_engine` builds one when
+    ``live.paths`` holds ``lite``; a :class:`LiveJob` shares one between its streams).
     Every setting comes from ``engine.config`` (see the module docstring), checked by
     :func:`check_live_config`. Outputs are opened when the first frame gives the size. :meth:`start`, then
     :meth:`stop`; ``counters`` holds the figures, :meth:`summary` a flat dict of them.
@@ -181,14 +205,20 @@ class LiveStream:
 
     def __init__(self, name: str, source: SourceNode, engine: "Engine",
                  outputs: Sequence[str | LiveOutput] = (),
-                 on_emit: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+                 on_emit: Callable[[np.ndarray, int, float], None] | None = None,
+                 lite: "Engine | None" = None) -> None:
         check_live_config(engine.config)
         self.name = name
         self.source = source
         self.engine = engine
         self.config = engine.config
         self.lookahead: int = self.config.live.lookahead
-        self.paths: tuple[str, ...] = tuple(self.config.live.paths)
+        if lite is None:
+            lite = lite_engine(engine)
+        # The engine of each temporal path in this stream (lite: none when the model is the light one).
+        self.engines: dict[str, "Engine"] = {"full": engine, **({"lite": lite} if lite is not None else {})}
+        self.paths: tuple[str, ...] = tuple(p for p in self.config.live.paths
+                                            if p not in TEMPORAL_PATHS or p in self.engines)
         self.sigma: float | None = parse_sigma(self.config.noise.sigma)   # None: estimated per frame
         self.output_specs = list(outputs)
         self.outputs: list[LiveOutput] = []
@@ -203,8 +233,9 @@ class LiveStream:
         self._stop = threading.Event()
         self._inbox = _Inbox(self.config.graph.queue_size, self.counters)
         self._threads: list[threading.Thread] = []
-        self._engine = engine.stream(self.lookahead)
-        self._pending: list[Any] = []     # frames pushed into the engine, output not out yet
+        self._streams = {path: e.stream(self.lookahead) for path, e in self.engines.items()}
+        self._active: str | None = None   # the temporal path whose stream holds the pending frames
+        self._pending: list[Any] = []     # frames pushed into that stream, output not out yet
         self._tracker = engine.sigma_tracker()
         self._calibrated: tuple[int, int] | None = None
         self._started_outputs = threading.Event()
@@ -358,11 +389,13 @@ class LiveStream:
             self._start_calibration(frame)
         period = self.pacer.period
         lookahead = self.lookahead
-        full_allowed = "full" in self.paths
-        # Even at best a full output waits `lookahead` periods for its future frames.
+        # Even at best a temporal output waits `lookahead` periods for its future frames.
         budget = self.latency - period - lookahead * period
-        if not (full_allowed and self.chooser.fits("full", budget)):
-            self._degrade_pending()
+        path = next((p for p in TEMPORAL_PATHS if p in self.paths and self.chooser.fits(p, budget)), None)
+        if path != self._active:
+            self._degrade_pending()   # the other temporal path's window restarts
+            self._active = path
+        if path is None:
             self._cheap(frame)
             return
         # The frame this push would output: the oldest held one, or this one at look-ahead 0.
@@ -370,7 +403,7 @@ class LiveStream:
             target = frame
         else:
             target = self._pending[0] if len(self._pending) >= lookahead else None
-        if target is not None and not self.chooser.fits("full", self._deadline(target) - time.monotonic()):
+        if target is not None and not self.chooser.fits(path, self._deadline(target) - time.monotonic()):
             self._degrade_pending()   # a backlog: the held frames go out the cheap way, the window restarts
             if target is frame:
                 self._cheap(frame)
@@ -378,13 +411,13 @@ class LiveStream:
         self._pending.append(frame)
         start = time.monotonic()
         tensor = self._prepare(frame)
-        with self.engine.lock:
-            ready = self._engine.push(tensor, frame.sigma)
+        with self.engines[path].lock:
+            ready = self._streams[path].push(tensor, frame.sigma)
         for _, image in ready:
             done = self._pending.pop(0)
-            self._submit(done, image, "full")   # the download waits for the device: timed too
+            self._submit(done, image, path)   # the download waits for the device: timed too
         if ready:
-            self.chooser.record("full", time.monotonic() - start)
+            self.chooser.record(path, time.monotonic() - start)
 
     def _prepare(self, frame: Any) -> torch.Tensor:
         """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed)."""
@@ -407,12 +440,13 @@ class LiveStream:
 
     def _degrade_pending(self) -> None:
         pending, self._pending = self._pending, []
-        self._engine.reset()
+        for stream in self._streams.values():
+            stream.reset()
         for frame in pending:
             self._cheap(frame)
 
     def _cheap(self, frame: Any) -> None:
-        allowed = [p for p in self.paths if p != "full"]
+        allowed = [p for p in self.paths if p not in TEMPORAL_PATHS]
         path = self.chooser.choose(self._deadline(frame) - time.monotonic(), allowed)
         if path == "raw":
             self.pacer.submit(frame.image, frame.arrival, "raw")
@@ -440,18 +474,20 @@ class LiveStream:
         (a network path used meanwhile would wait for the model lock behind the calibration)."""
         tensor = image_to_tensor(image, self.engine.device)
         sigma = self.sigma if self.sigma is not None else 25.0   # the cost does not depend on it
-        for path, scale in (("light4", 4), ("light2", 2), ("full", 1)):
+        for path, scale in (("light4", 4), ("light2", 2), ("lite", 1), ("full", 1)):
             if path not in self.paths:
                 continue
-            self.engine.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
+            engine = self.engines.get(path, self.engine)
+            engine.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
             if self._stop.is_set():
                 return
             start = time.monotonic()
-            tensor_to_image(self.engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
+            tensor_to_image(engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
             seconds = time.monotonic() - start
-            # A single-frame pass is two blocks; the full path costs BLOCKS_PER_FRAME blocks.
-            if path == "full":
-                seconds *= BLOCKS_PER_FRAME[self.lookahead] / 2
+            # A temporal path costs blocks_per_frame(lookahead) blocks, a single-frame pass as
+            # many as look-ahead 2.
+            if path in TEMPORAL_PATHS:
+                seconds *= engine.blocks_per_frame(self.lookahead) / engine.blocks_per_frame(2)
             self.calibration[path] = seconds
             log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
                      image.shape[1], image.shape[0])
@@ -483,12 +519,13 @@ class LiveJob:
         check_live_config(engine.config)
         live = engine.config.live
         self.engine = engine
+        self.lite = lite_engine(engine)   # one light network for all streams
         self.streams: list[LiveStream] = []
         for i, (src, outs) in enumerate(zip(sources, outputs)):
             if isinstance(src, str):
                 src = LiveSource(src, open_timeout=live.open_timeout, read_timeout=live.read_timeout,
                                  backoff=Backoff(live.backoff_base, live.backoff_cap))
-            self.streams.append(LiveStream(f"stream{i}", src, engine, outs))
+            self.streams.append(LiveStream(f"stream{i}", src, engine, outs, lite=self.lite))
         self.metrics_port = metrics_port
         self.server: MetricsServer | None = None
         self._stop = threading.Event()

@@ -40,7 +40,7 @@ import numpy as np
 __all__ = ["Pacer", "DeadlineChooser", "LiveCounters", "percentile", "no_signal_slate", "PATHS"]
 
 #: Processing paths, best first; the last one is the frame as received.
-PATHS = ("full", "light2", "light4", "raw")
+PATHS = ("full", "lite", "light2", "light4", "raw")
 
 #: Ticks in a row with more than one frame waiting before the pacer drops one.
 _TRIM_TICKS = 8

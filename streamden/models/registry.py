@@ -14,11 +14,12 @@ from torch import nn
 
 from ..errors import ModelError
 from .fastdvdnet import FastDVDnet
+from .lite import LiteDVD
 from .weights import load_weights, read_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fastdvdnet": FastDVDnet}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fastdvdnet": FastDVDnet, "litedvd": LiteDVD}
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
     if name_or_path and str(name_or_path).endswith(".safetensors"):
         state, meta = load_weights(name_or_path, device="cpu")
         arch = meta.get("architecture", "fastdvdnet")
-        bias = has_conv_biases(state)
-        model = build_model(arch, bias=bias)
+        kwargs = {"bias": has_conv_biases(state)} if arch == "fastdvdnet" else {}
+        model = build_model(arch, **kwargs)
         _load_state(model, state, str(name_or_path))
         return for_inference(model, device)
     card = get_card(name_or_path)
@@ -178,4 +179,13 @@ register(ModelCard(
                 "Gaussian noise sigma 5-55 (0-255), non-blind.",
     training_data="as fastdvdnet-gaussian, windows warped onto their centre frame by optical flow",
     align="flow",
+))
+
+register(ModelCard(
+    name="lite",
+    architecture="litedvd",
+    weights_file="lite.safetensors",
+    description="LiteDVD: the light temporal network for CPUs (live feeds without a GPU): one small block over "
+                "frames t-1, t, t+1, about 12 500 multiply-adds per pixel; Gaussian noise sigma 5-55, non-blind.",
+    training_data="as fastdvdnet-aligned (train + train_extra footage, synthetic hand-held motion), unaligned windows",
 ))

@@ -150,6 +150,12 @@ class StreamingDenoiser:
     each triplet is aligned onto its own centre and the cached stage-1 outputs are warped
     onto the output frame (two blocks per frame).
 
+    A single-stage network (``model.single_stage``, :class:`~streamden.models.lite.LiteDVD`)
+    whose stage 2 only picks the middle triplet's output costs one block per output frame:
+    only the middle triplet of each window goes through stage 1 (aligned onto its centre,
+    the output frame, by either kind of aligner), and stage 2 is skipped. The frames out are
+    those of :func:`denoise_sequence`.
+
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> engine = StreamingDenoiser(FastDVDnet())
     >>> ready = [r for _ in range(4) for r in engine.push(torch.rand(3, 12, 12), 20.0)]
@@ -168,6 +174,7 @@ class StreamingDenoiser:
         self.aligner = aligner
         self.runner = model if isinstance(model, NetworkRunner) else NetworkRunner(model, self.device, options)
         self.batch = int(self.runner.options.batch)
+        self.single_stage = bool(getattr(self.runner.model, "single_stage", False))
         self._base = 0          # global index of frame 0 of the current sequence
         self._count = 0         # frames pushed in the current sequence
         self.reset()
@@ -220,12 +227,15 @@ class StreamingDenoiser:
         # default look-ahead of 2 that gives the same reflection as any longer sequence.
         windows = [window_indices(t, length if length is not None else t + self.lookahead + 1) for t in ts]
         with torch.no_grad():
-            if self.aligner is not None and self.aligner.window == "window":
-                middle = self._aligned_triplet_outputs(windows)
+            if self.single_stage:
+                out = self._middle_outputs(windows)
             else:
-                middle = self._triplet_outputs(windows)
-            maps = torch.cat([_noise_map(self._sigmas[t], middle) for t in ts])
-            out = self.runner.stage2(middle, maps)                                # (k, 3, Hp, Wp)
+                if self.aligner is not None and self.aligner.window == "window":
+                    middle = self._aligned_triplet_outputs(windows)
+                else:
+                    middle = self._triplet_outputs(windows)
+                maps = torch.cat([_noise_map(self._sigmas[t], middle) for t in ts])
+                out = self.runner.stage2(middle, maps)                            # (k, 3, Hp, Wp)
         ready = []
         for i, t in enumerate(ts):
             ready.append((self._base + t, crop_to(out[i], self._size).clamp(0.0, 1.0)))
@@ -251,6 +261,14 @@ class StreamingDenoiser:
             outputs = [self._stage1[w[i:i + 3]] for i in range(3)]
             middles.append(self.aligner.onto(w[2], outputs, w[1:4]) if self.aligner else torch.stack(outputs))
         return torch.stack(middles)
+
+    def _middle_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
+        """A single-stage network's outputs ``(k, 3, Hp, Wp)``: stage 1 on each window's middle
+        triplet (its centre is the output frame), in one call."""
+        keys = [w[1:4] for w in windows]
+        triplets = torch.stack([self._triplet(key) for key in keys])
+        maps = torch.cat([_noise_map(self._sigmas[key[1]], triplets) for key in keys])
+        return self.runner.stage1(triplets, maps)
 
     def _triplet(self, key: tuple[int, ...]) -> torch.Tensor:
         frames = [self._frames[i] for i in key]

@@ -105,6 +105,11 @@ class TiledModel(nn.Module):
         """The tile size in force (0 = whole frames)."""
         return self.tile
 
+    @property
+    def single_stage(self) -> bool:
+        """The inner model's ``single_stage`` (one block per output frame, see :mod:`.lite`)."""
+        return bool(getattr(self.inner, "single_stage", False))
+
     def stage1(self, triplet: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         """The inner model's stage 1, tiled as needed."""
         return self._call(self.inner.stage1, triplet, noise_map)

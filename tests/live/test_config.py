@@ -63,12 +63,14 @@ def test_stream_reads_its_settings_from_the_engine_config(shared_model):
     assert stream.sigma is None and stream.fps is None                      # noise.sigma auto, encode.fps null
     assert stream._tracker.smoothing == config.noise.smoothing == 0.8       # the preset's, not a default
     assert stream._inbox.size == config.graph.queue_size == 2              # the preset's graph.queue_size
-    assert stream._engine.lookahead == 1
+    assert {path: st.lookahead for path, st in stream._streams.items()} == {"full": 1, "lite": 1}
+    assert stream.engines["lite"].config.model.name == config.live.lite_model == "lite"
+    assert not stream.engines["lite"].aligns                               # the light network runs unaligned
 
     stream = LiveStream("cam", frames(), live_engine("noise.sigma=30", "encode.fps=30000/1001",
                                                      "graph.queue_size=5", "live.lookahead=0"), [])
     assert stream.sigma == 30.0 and stream.fps == Fraction(30000, 1001)
-    assert stream._inbox.size == 5 and stream._engine.lookahead == 0
+    assert stream._inbox.size == 5 and stream._streams["full"].lookahead == 0
 
 
 def test_job_opens_url_sources_with_the_configured_timeouts_and_backoff():

@@ -102,3 +102,43 @@ def test_full_temporal_path_carries_frames_when_the_deadline_allows(lookahead):
     assert c.paths["full"] >= 5 and c.paths["light2"] == c.paths["light4"] == 0
     assert c.latency(99) <= 3.0 + 0.5                     # the configured bound, plus one loaded tick
     assert any(not any(np.array_equal(image, f) for f in frames) for image in got)   # denoised, not raw
+
+
+@pytest.mark.parametrize("full_cost, expected", [(10.0, "lite"), (0.001, "full")])
+def test_lite_rung_carries_frames_where_the_full_network_cannot_keep_up(full_cost, expected):
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.graph.pacer import DeadlineChooser
+    from streamden.live import LiveStream
+
+    frames = np.random.default_rng(1).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    engine = live_engine("live.lookahead=1", "live.latency=3.0", "noise.sigma=20")
+    stream = LiveStream("cam", ClockedSource(frames, fps=10), engine, [])
+    assert stream.paths == ("full", "lite", "light2", "light4", "raw")
+    assert stream.engines["lite"].single_stage
+    # Calibrated already: the full network far too slow (or fast enough), the light one cheap.
+    stream._calibrated = (64, 48)
+    stream.chooser = DeadlineChooser({"full": full_cost, "lite": 0.001, "light2": 0.001, "light4": 0.001})
+    stream.start()
+    end = time.monotonic() + 20
+    while stream.counters.paths[expected] < 5 and time.monotonic() < end:
+        time.sleep(0.1)
+    stream.stop()
+    c = stream.counters
+    assert c.paths[expected] >= 5 and c.paths["light2"] == c.paths["light4"] == 0
+    assert c.paths["lite" if expected == "full" else "full"] == 0
+
+
+def test_lite_rung_is_left_out_when_the_model_is_the_light_one():
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.config import make_config
+    from streamden.engine import Engine
+    from streamden.live import LiveStream, lite_engine
+
+    engine = Engine(make_config("surveillance", None, [], door="live", model="lite", device="cpu"), live=True)
+    assert lite_engine(engine) is None
+    stream = LiveStream("cam", ClockedSource(np.zeros((2, 16, 16, 3), np.uint8), fps=10), engine, [])
+    assert "lite" not in stream.paths and list(stream.engines) == ["full"]
