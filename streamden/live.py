@@ -471,10 +471,12 @@ class LiveStream:
 
     def _calibrate(self, image: np.ndarray, chooser: DeadlineChooser) -> None:
         """Time each path once (after a warm-up run), then publish the estimates all at once
-        (a network path used meanwhile would wait for the model lock behind the calibration)."""
+        (a network path used meanwhile would wait for the model lock behind the calibration).
+        The ``lite`` path has an engine and a lock of its own: it is timed first and published
+        at once, so that the light network carries the frames while the rest is timed."""
         tensor = image_to_tensor(image, self.engine.device)
         sigma = self.sigma if self.sigma is not None else 25.0   # the cost does not depend on it
-        for path, scale in (("light4", 4), ("light2", 2), ("lite", 1), ("full", 1)):
+        for path, scale in (("lite", 1), ("light4", 4), ("light2", 2), ("full", 1)):
             if path not in self.paths:
                 continue
             engine = self.engines.get(path, self.engine)
@@ -491,10 +493,13 @@ class LiveStream:
             self.calibration[path] = seconds
             log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
                      image.shape[1], image.shape[0])
+            if engine is not self.engine:
+                chooser.record(path, seconds)
             if self._stop.is_set():
                 return
         for path, seconds in self.calibration.items():
-            chooser.record(path, seconds)
+            if self.engines.get(path, self.engine) is self.engine:
+                chooser.record(path, seconds)
 
 
 class LiveJob:

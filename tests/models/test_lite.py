@@ -55,3 +55,21 @@ def test_engine_runs_lite_everywhere_and_counts_its_blocks():
     assert len(out) == 4 and all(o.shape == (3, 20, 24) for _, o in out)
     assert engine.single_frame(frames[0], 25.0).shape == (3, 20, 24)
     assert engine.window(torch.rand(5, 3, 20, 24), 25.0).shape == (3, 20, 24)
+
+
+def test_model_lite_works_through_the_api_and_the_burst():
+    import numpy as np
+
+    from streamden.api import denoise_frames
+    from streamden.burst.core import fuse_burst
+    from streamden.burst.noise import NoiseModel
+
+    rng = np.random.default_rng(0)
+    clean = np.full((4, 24, 32, 3), 128, np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    out = denoise_frames(noisy, sigma=20, model="lite", device="cpu")
+    assert out.shape == noisy.shape and np.abs(out.astype(float) - 128).mean() < np.abs(noisy.astype(float) - 128).mean() / 2
+    burst = torch.from_numpy(noisy).permute(0, 3, 1, 2).float() / 255
+    engine = Engine(make_config("night_burst", model="lite", device="cpu"))
+    result = fuse_burst(burst, engine=engine, noise=NoiseModel.gaussian(20))
+    assert result.image.shape == (3, 24, 32)
