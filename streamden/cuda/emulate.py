@@ -40,7 +40,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,6 +99,11 @@ def _compiler_id(cxx: str) -> str:
     return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else cxx
 
 
+def _c_locale() -> dict[str, str]:
+    """The environment with the compiler's messages in plain ASCII (no locale quotes)."""
+    return {**os.environ, "LC_ALL": "C"}
+
+
 def cache_dir() -> Path:
     """Where compiled libraries are kept: ``$STREAMDEN_EMULATE_CACHE``, else a per-user temp folder."""
     path = os.environ.get("STREAMDEN_EMULATE_CACHE")
@@ -135,17 +140,18 @@ def unsupported(preprocessed: str, path: Path) -> list[str]:
     Only lines from ``path`` and the kernels folder count (not the shim or system headers).
     """
     kernels = kernels_dir().resolve()
-    found, current, line = [], "", 0
+    found, name, ours, line = [], "", False, 0
     for text in preprocessed.splitlines():
         marker = _MARKER.match(text)
         if marker:
-            line, current = int(marker.group(1)), marker.group(2)
+            line, current = int(marker.group(1)), Path(marker.group(2))
+            name = current.name
+            ours = str(current) == str(path) or (current.suffix in (".cu", ".cuh") and
+                                                 current.resolve().parent == kernels)
             continue
-        name = Path(current)
-        if current == str(path) or (current.endswith((".cu", ".cuh")) and name.resolve().parent == kernels):
+        if ours:
             for pattern, what in UNSUPPORTED:
-                for hit in pattern.finditer(text):
-                    found.append(f"{name.name} line {line}: {hit.group(0)} ({what})")
+                found.extend(f"{name} line {line}: {hit.group(0)} ({what})" for hit in pattern.finditer(text))
         line += 1
     return found
 
@@ -276,7 +282,7 @@ def _build(path: Path, source: str) -> HostModule:
     include = ("-I", str(kernels_dir()))
     unit = translation_unit(path, source, names)
     pre = subprocess.run([cxx, *CXX_FLAGS, *include, "-E", "-x", "c++", "-"], input=unit,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=_c_locale())
     if pre.returncode:
         raise _compile_error(path, pre.stderr)
     uses = unsupported(pre.stdout, path)
@@ -293,7 +299,7 @@ def _build(path: Path, source: str) -> HostModule:
     if not library.is_file():
         partial = folder / f".{library.name}.{os.getpid()}.{threading.get_ident()}"
         proc = subprocess.run([cxx, *CXX_FLAGS, "-shared", "-fPIC", "-x", "c++-cpp-output", "-", "-o",
-                               str(partial)], input=pre.stdout, capture_output=True, text=True)
+                               str(partial)], input=pre.stdout, capture_output=True, text=True, env=_c_locale())
         if proc.returncode:
             partial.unlink(missing_ok=True)
             raise _compile_error(path, proc.stderr)
@@ -313,16 +319,26 @@ def _compile_error(path: Path, log: str) -> EmulationError:
     return EmulationError(f"{path}: failed to build for the host emulation: {where}: {message}{more}", log=log)
 
 
-def launch(name: str, function: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any]) -> None:
-    """Run ``function`` of ``kernels/<name>.cu`` on the host over ``grid`` x ``block`` (module.launch's hook)."""
-    build(name).get_function(function)(grid, block, args)
+def launch(name: str, function: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
+           source: str | None = None) -> None:
+    """Run ``function`` of ``kernels/<name>.cu`` (or of ``source``) on the host over ``grid`` x ``block``."""
+    build(name, source).get_function(function)(grid, block, args)
 
 
 @contextlib.contextmanager
-def emulated() -> Iterator[None]:
+def emulated(sources: Mapping[str, str] | None = None) -> Iterator[None]:
     """Inside the block, kernel launches on CPU tensors (``streamden.cuda.ops``, and the public
-    ops of :mod:`streamden.align`) run on the host emulation; CUDA tensors still run on the GPU."""
-    previous, module._host_launcher = module._host_launcher, launch
+    ops of :mod:`streamden.align`) run on the host emulation; CUDA tensors still run on the GPU.
+
+    ``sources`` maps a kernel file's name (``"flow"``) to a source used in its place (a test's
+    deliberately broken copy).
+    """
+    sources = dict(sources or {})
+
+    def host_launch(name: str, function: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any]):
+        launch(name, function, grid, block, args, sources.get(name))
+
+    previous, module._host_launcher = module._host_launcher, host_launch
     try:
         yield
     finally:

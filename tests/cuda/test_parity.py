@@ -202,7 +202,7 @@ def test_lk_flow_matches_reference(gen):
     assert (cuda_flow - flow)[inner].abs().mean() < 0.05
 
 
-def test_window_aligner_runs_on_the_gpu():
+def test_window_aligner_runs_on_the_kernels():
     from streamden.align import WindowAligner, make_flow_estimator
     # "auto" picks the LK kernels on CUDA; on the host the emulated kernels are asked for by name.
     aligner = WindowAligner(make_flow_estimator("auto" if HAVE_GPU else "lk", DEVICE))
