@@ -14,9 +14,11 @@ cooperative groups or inline assembly (after preprocessing, so the ``#ifdef``-ed
 ``sample.cuh`` does not count) fails :func:`build` with :class:`EmulationError` naming the line;
 threads that run one at a time cannot emulate them, and nothing is skipped.
 
-Tensors are copied into buffers with 4 KiB of ``0xFF`` bytes (NaN for floats) on each side:
-an out-of-bounds read brings NaN (or 255) into the result, and an out-of-bounds write is an
-:class:`EmulationError`. Arguments are checked against the kernel's parameter types (a Python
+Arithmetic is IEEE float32 with every operation rounded (``-ffp-contract=off``); nvcc fuses
+multiply-adds, so a GPU and the emulation may differ by an ulp, well inside the parity
+tolerances. Tensors are copied into buffers with 4 KiB of ``0xFF`` bytes (NaN for floats)
+on each side: an out-of-bounds read brings NaN (or 255) into the result, and an
+out-of-bounds write is an :class:`EmulationError`. Arguments are checked against the kernel's parameter types (a Python
 int where the kernel takes a ``float`` is an error here, garbage on a GPU).
 
 Compiled libraries are cached in ``$STREAMDEN_EMULATE_CACHE`` (default: a folder under the
@@ -124,7 +126,8 @@ def kernel_names(source: str) -> list[str]:
 def translation_unit(path: Path, source: str, names: Sequence[str]) -> str:
     """The C++ compiled for one kernel source: the shim, the source as ``path``, one launcher per kernel."""
     launchers = "".join(
-        f'extern "C" void {_RUN}{n}(const unsigned int* config, void** args) {{ streamden_emu::run({n}, config, args); }}\n'
+        f'extern "C" void {_RUN}{n}(const unsigned int* config, void** args) {{\n'
+        f'    streamden_emu::run({n}, config, args);\n}}\n'
         f'extern "C" const char* {_SIG}{n}() {{ return streamden_emu::signature({n}); }}\n' for n in names)
     return (f'#include "{_c_string(SHIM)}"\n#line 1 "{_c_string(path)}"\n{source}\n'
             f'#line 1 "streamden-emulate-launchers"\n{launchers}')
