@@ -2,12 +2,13 @@
 // RGB -> luma (BT.601, as streamden.align.color.rgb_to_luma_torch), interleaved uint8/uint16
 // HWC -> planar float32 CHW in [0, 1] (interleaved_to_planar_torch), and back with rounding
 // to nearest-even and clamping (planar_to_interleaved_torch). One thread per output element.
+#include "sample.cuh"
 
 extern "C" __global__ void rgb_to_luma_f32(const float* __restrict__ rgb, float* __restrict__ luma,
                                            int n, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
+    long long i = element_index(n * hw);
+    if (i < 0) return;
     long long b = i / hw, p = i - b * hw;
     const float* s = rgb + b * 3 * hw + p;
     luma[i] = 0.299f * s[0] + 0.587f * s[hw] + 0.114f * s[2 * hw];
@@ -18,8 +19,8 @@ template <typename T>
 __device__ void to_planar(const T* __restrict__ src, float* __restrict__ dst, int n, int h, int w, int c,
                           float maxval) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * c * hw) return;
+    long long i = element_index(n * c * hw);
+    if (i < 0) return;
     long long p = i % hw;
     long long bc = i / hw;
     long long k = bc % c, b = bc / c;
@@ -31,8 +32,8 @@ template <typename T>
 __device__ void to_interleaved(const float* __restrict__ src, T* __restrict__ dst, int n, int h, int w, int c,
                                float maxval) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * c * hw) return;
+    long long i = element_index(n * c * hw);
+    if (i < 0) return;
     long long k = i % c;
     long long bp = i / c;
     long long p = bp % hw, b = bp / hw;

@@ -9,8 +9,8 @@ __device__ __forceinline__ int clampi(int v, int lo, int hi) { return min(max(v,
 extern "C" __global__ void blur_h_f32(const float* __restrict__ src, float* __restrict__ dst,
                                       const float* __restrict__ weights, int radius,
                                       int planes, int h, int w) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)planes * h * w) return;
+    long long i = element_index((long long)planes * h * w);
+    if (i < 0) return;
     int x = (int)(i % w);
     const float* row = src + (i - x);
     float acc = 0.0f;
@@ -22,12 +22,10 @@ extern "C" __global__ void blur_h_f32(const float* __restrict__ src, float* __re
 extern "C" __global__ void blur_v_f32(const float* __restrict__ src, float* __restrict__ dst,
                                       const float* __restrict__ weights, int radius,
                                       int planes, int h, int w) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long hw = (long long)h * w;
-    if (i >= planes * hw) return;
-    long long plane = i / hw;
-    int p = (int)(i - plane * hw);
-    int y = p / w, x = p - y * w;
+    long long i = element_index(planes * hw);
+    if (i < 0) return;
+    auto [plane, p, y, x] = plane_pixel(i, h, w);
     const float* col = src + plane * hw + x;
     float acc = 0.0f;
     for (int k = -radius; k <= radius; ++k) acc += weights[k + radius] * col[(long long)clampi(y + k, 0, h - 1) * w];
@@ -39,12 +37,9 @@ extern "C" __global__ void blur_v_f32(const float* __restrict__ src, float* __re
 extern "C" __global__ void pyr_down_f32(const float* __restrict__ src, float* __restrict__ dst,
                                         int planes, int h, int w, int hd, int wd) {
     const float taps[5] = {1.0f / 16, 4.0f / 16, 6.0f / 16, 4.0f / 16, 1.0f / 16};
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hwd = (long long)hd * wd;
-    if (i >= planes * hwd) return;
-    long long plane = i / hwd;
-    int p = (int)(i - plane * hwd);
-    int yd = p / wd, xd = p - yd * wd;
+    long long i = element_index(planes * ((long long)hd * wd));
+    if (i < 0) return;
+    auto [plane, p, yd, xd] = plane_pixel(i, hd, wd);
     const float* s = src + plane * (long long)h * w;
     float acc = 0.0f;
     for (int j = 0; j < 5; ++j) {
@@ -59,12 +54,9 @@ extern "C" __global__ void pyr_down_f32(const float* __restrict__ src, float* __
 // flow_upsample2_torch: coarse flow (n, 2, h, w) -> (n, 2, hd, wd), bilinear at (x/2, y/2), x2.
 extern "C" __global__ void flow_upsample2_f32(const float* __restrict__ src, float* __restrict__ dst,
                                               int n, int h, int w, int hd, int wd) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hwd = (long long)hd * wd;
-    if (i >= (long long)n * 2 * hwd) return;
-    long long plane = i / hwd;
-    int p = (int)(i - plane * hwd);
-    int y = p / wd, x = p - y * wd;
+    long long i = element_index((long long)n * 2 * ((long long)hd * wd));
+    if (i < 0) return;
+    auto [plane, p, y, x] = plane_pixel(i, hd, wd);
     float sy = fminf((float)y * 0.5f, (float)(h - 1));
     float sx = fminf((float)x * 0.5f, (float)(w - 1));
     const float* s = src + plane * (long long)h * w;
@@ -81,11 +73,9 @@ extern "C" __global__ void flow_upsample2_f32(const float* __restrict__ src, flo
 extern "C" __global__ void lk_gradients_f32(const float* __restrict__ ref, float* __restrict__ grad,
                                             int n, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
-    long long b = i / hw;
-    int p = (int)(i - b * hw);
-    int y = p / w, x = p - y * w;
+    long long i = element_index(n * hw);
+    if (i < 0) return;
+    auto [b, p, y, x] = plane_pixel(i, h, w);
     const float* r = ref + b * hw;
     grad[b * 2 * hw + p] = 0.5f * (r[(long long)y * w + min(x + 1, w - 1)] - r[(long long)y * w + max(x - 1, 0)]);
     grad[(b * 2 + 1) * hw + p] = 0.5f * (r[(long long)min(y + 1, h - 1) * w + x] - r[(long long)max(y - 1, 0) * w + x]);
@@ -98,11 +88,9 @@ extern "C" __global__ void lk_system_f32(const float* __restrict__ grad, const f
                                          const float* __restrict__ moving, const float* __restrict__ flow,
                                          float* __restrict__ out, float robust, int n, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
-    long long b = i / hw;
-    int p = (int)(i - b * hw);
-    int y = p / w, x = p - y * w;
+    long long i = element_index(n * hw);
+    if (i < 0) return;
+    auto [b, p, y, x] = plane_pixel(i, h, w);
     const float* f = flow + b * 2 * hw;
     float px = (float)x + f[p], py = (float)y + f[hw + p];
     float sx = sample_coord(px, w), sy = sample_coord(py, h);
@@ -126,10 +114,9 @@ extern "C" __global__ void lk_update_f32(const float* __restrict__ system, const
                                          float* __restrict__ out, float reg, float max_step,
                                          int n, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
-    long long b = i / hw;
-    long long p = i - b * hw;
+    long long i = element_index(n * hw);
+    if (i < 0) return;
+    long long b = i / hw, p = i - b * hw;
     const float* s = system + b * 5 * hw + p;
     float a = s[0] + reg, c = s[hw], d = s[2 * hw] + reg;
     float bx = s[3 * hw], by = s[4 * hw];
@@ -144,11 +131,9 @@ extern "C" __global__ void lk_update_f32(const float* __restrict__ system, const
 extern "C" __global__ void median3x3_f32(const float* __restrict__ src, float* __restrict__ dst,
                                          int planes, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= planes * hw) return;
-    long long plane = i / hw;
-    int p = (int)(i - plane * hw);
-    int y = p / w, x = p - y * w;
+    long long i = element_index(planes * hw);
+    if (i < 0) return;
+    auto [plane, p, y, x] = plane_pixel(i, h, w);
     const float* s = src + plane * hw;
     float v[9];
     int k = 0;

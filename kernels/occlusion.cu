@@ -7,10 +7,9 @@ extern "C" __global__ void consistency_mask_f32(const float* __restrict__ fw, co
                                                 float* __restrict__ out, float alpha, float beta,
                                                 int n, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
-    long long b = i / hw, p = i - b * hw;
-    int y = (int)(p / w), x = (int)(p - (long long)y * w);
+    long long i = element_index(n * hw);
+    if (i < 0) return;
+    auto [b, p, y, x] = plane_pixel(i, h, w);
     const float* f = fw + b * 2 * hw;
     const float* g = bw + b * 2 * hw;
     float fx = f[p], fy = f[hw + p];

@@ -1,17 +1,46 @@
-// Shared device helpers: half <-> float without cuda_fp16.h (inline PTX works under both
-// nvcc and NVRTC with no include path), and the bilinear sampler of warp_torch.
+// Shared device helpers: the index of a thread's element, half <-> float without cuda_fp16.h
+// (inline PTX works under both nvcc and NVRTC with no include path; the host emulation of
+// streamden.cuda.emulate converts in software instead), and the bilinear sampler of warp_torch.
 #pragma once
 
+// The element this thread computes in a 1-D launch of `total` threads (grid and block from
+// streamden.cuda.module.launch_config), or -1 for a thread past the end, which returns.
+__device__ __forceinline__ long long element_index(long long total) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    return i < total ? i : -1;
+}
+
+// Where element i of a stack of (h, w) planes lies: plane, offset p in the plane, row y, column x.
+struct PlanePixel {
+    long long plane, p;
+    int y, x;
+};
+
+__device__ __forceinline__ PlanePixel plane_pixel(long long i, int h, int w) {
+    long long hw = (long long)h * w;
+    long long plane = i / hw, p = i - plane * hw;
+    int y = (int)(p / w);
+    return {plane, p, y, (int)(p - (long long)y * w)};
+}
+
 __device__ __forceinline__ float half_to_float(unsigned short h) {
+#ifdef STREAMDEN_EMULATE
+    return streamden_emu::half_to_float(h);
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+#endif
 }
 
 __device__ __forceinline__ unsigned short float_to_half(float f) {
+#ifdef STREAMDEN_EMULATE
+    return streamden_emu::float_to_half(f);
+#else
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
+#endif
 }
 
 __device__ __forceinline__ float load_f(const float* p, long long i) { return p[i]; }

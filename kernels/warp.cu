@@ -7,10 +7,9 @@ template <typename T>
 __device__ void warp_impl(const T* __restrict__ image, const float* __restrict__ flow,
                           T* __restrict__ out, int n, int c, int h, int w) {
     long long hw = (long long)h * w;
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * hw) return;
-    long long b = i / hw, p = i - b * hw;
-    int y = (int)(p / w), x = (int)(p - (long long)y * w);
+    long long i = element_index(n * hw);
+    if (i < 0) return;
+    auto [b, p, y, x] = plane_pixel(i, h, w);
     const float* f = flow + b * 2 * hw;
     float sx = sample_coord((float)x + f[p], w);
     float sy = sample_coord((float)y + f[hw + p], h);

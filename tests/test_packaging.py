@@ -24,8 +24,9 @@ def test_wheel_holds_presets_kernels_and_weights(wheel):
         assert f"streamden/configs/{preset}.yaml" in names
     assert "streamden/configs/train/fastdvdnet.yaml" in names
     assert "streamden/kernels/__init__.py" in names
-    for cu in (REPO / "kernels").glob("*.cu"):
+    for cu in [*(REPO / "kernels").glob("*.cu"), *(REPO / "kernels").glob("*.cuh")]:
         assert f"streamden/kernels/{cu.name}" in names
+    assert "streamden/cuda/host_shim.h" in names             # the host emulation's shim
     for weights in (REPO / "streamden" / "models" / "weights").glob("*.safetensors"):
         assert f"streamden/models/weights/{weights.name}" in names
 

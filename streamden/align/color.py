@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cuda.module import use_kernels
+
 # BT.601 luma weights: flow only needs a brightness image, and these are what OpenCV's
 # RGB2GRAY uses, so the torch and OpenCV paths see the same luma.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -26,7 +28,7 @@ def rgb_to_luma(image: torch.Tensor) -> torch.Tensor:
     1.0
     """
     _check_rgb(image)
-    if image.is_cuda:
+    if use_kernels(image):
         from ..cuda import ops
         return ops.rgb_to_luma_cuda(image)
     return rgb_to_luma_torch(image)
@@ -72,7 +74,7 @@ def interleaved_to_planar(frames: torch.Tensor) -> torch.Tensor:
     """
     if frames.ndim != 4 or frames.dtype not in INT_MAX:
         raise ValueError(f"expected (N, H, W, C) uint8 or uint16, got {tuple(frames.shape)} {frames.dtype}")
-    if frames.is_cuda:
+    if use_kernels(frames):
         from ..cuda import ops
         return ops.interleaved_to_planar_cuda(frames)
     return interleaved_to_planar_torch(frames)
@@ -86,7 +88,7 @@ def planar_to_interleaved(image: torch.Tensor, dtype: torch.dtype = torch.uint8)
     """
     if image.ndim != 4 or dtype not in INT_MAX:
         raise ValueError(f"expected (N, C, H, W) and uint8 or uint16, got {tuple(image.shape)} {dtype}")
-    if image.is_cuda:
+    if use_kernels(image):
         from ..cuda import ops
         return ops.planar_to_interleaved_cuda(image, dtype)
     return planar_to_interleaved_torch(image, dtype)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .warp import warp_torch
+from ..cuda.module import use_kernels
 
 # The 5-tap binomial kernel of the classic Gaussian pyramid (Burt & Adelson).
 BINOMIAL5 = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
@@ -290,7 +291,7 @@ def lk_flow(ref: torch.Tensor, moving: torch.Tensor, params: LKParams = LKParams
     if ref.ndim != 4 or ref.shape[1] != 1 or moving.shape != ref.shape:
         raise ValueError(f"expected two luma (N, 1, H, W) of one shape, got {tuple(ref.shape)} and "
                          f"{tuple(moving.shape)}")
-    if ref.is_cuda:
+    if use_kernels(ref):
         from ..cuda import ops
         return lk_flow_with(ops.LK_OPS, ref, moving, params)
     return lk_flow_torch(ref, moving, params)

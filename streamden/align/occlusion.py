@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .warp import check_flow, warp_torch
+from ..cuda.module import use_kernels
 
 # A pixel is consistent when |fw + bw(fw)|^2 <= ALPHA * (|fw|^2 + |bw(fw)|^2) + BETA
 # (the classic test of Sundaram et al. 2010, used by UnFlow): the tolerance grows with the
@@ -45,7 +46,7 @@ def consistency_mask(flow_fw: torch.Tensor, flow_bw: torch.Tensor,
     0.0
     """
     check_flow(flow_fw, flow_bw)
-    if flow_fw.is_cuda:
+    if use_kernels(flow_fw):
         from ..cuda import ops
         return ops.consistency_mask_cuda(flow_fw, flow_bw, alpha, beta)
     return consistency_mask_torch(flow_fw, flow_bw, alpha, beta)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..cuda.module import use_kernels
+
 
 def warp_torch(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Resample ``image`` ``(N, C, H, W)`` at ``(x + flow_x, y + flow_y)``: the reference.
@@ -40,7 +42,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     torch.Size([2, 3, 8, 8])
     """
     check_flow(image, flow)
-    if image.is_cuda:
+    if use_kernels(image):
         from ..cuda import ops
         return ops.warp_cuda(image, flow)
     return warp_torch(image, flow)

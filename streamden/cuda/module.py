@@ -4,13 +4,17 @@ Modules are compiled at first use and cached per process and device (cupy also c
 binaries on disk). Kernels run on torch's current stream, and tensors cross over through
 DLPack without copies: outputs are allocated by torch and handed to the kernel as cupy views.
 A source that fails to compile or load raises :class:`KernelError`; there is no fallback.
+
+Tests run the same launches on CPU tensors through the host emulation of
+:mod:`streamden.cuda.emulate` (inside ``emulate.emulated()``): :func:`launch` then hands the
+grid and block of :func:`launch_config` to it instead of to the GPU.
 """
 from __future__ import annotations
 
 import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -20,6 +24,9 @@ from ..resources import kernels_dir
 
 BLOCK = 256
 COMPILE_OPTIONS = ("-std=c++17",)
+
+# Set by streamden.cuda.emulate.emulated() (tests only): runs launches on CPU tensors on the host.
+_host_launcher: Callable[..., None] | None = None
 
 
 class CupyMissing(KernelError, ImportError):
@@ -146,21 +153,43 @@ def grid_for(total: int, block: int = BLOCK) -> tuple[int, int, int]:
     return (max(1, (total + block - 1) // block), 1, 1)
 
 
+def launch_config(total: int, block: int = BLOCK) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The ``(grid, block)`` of a launch of ``total`` threads: on a GPU and in the host emulation alike.
+
+    >>> launch_config(1000)
+    ((4, 1, 1), (256, 1, 1))
+    """
+    return grid_for(total, block), (block, 1, 1)
+
+
+def use_kernels(tensor: torch.Tensor) -> bool:
+    """Whether the public ops run the kernels on ``tensor``: CUDA tensors, and CPU tensors in the emulation.
+
+    >>> use_kernels(torch.zeros(1))
+    False
+    """
+    return tensor.is_cuda or (_host_launcher is not None and tensor.device.type == "cpu")
+
+
 def launch(name: str, function: str, total: int, *args: Any, device: torch.device | None = None) -> None:
     """Run ``function`` of ``kernels/<name>.cu`` with ``total`` threads on torch's current stream.
 
     Tensor arguments become cupy views, Python ints ``int32`` and floats ``float32`` (the
-    kernels' parameter types).
+    kernels' parameter types). CPU tensors run on the host emulation where one is active.
     """
     if total <= 0:
         return
+    grid, block = launch_config(total)
     device = device or next(a.device for a in args if isinstance(a, torch.Tensor))
+    if _host_launcher is not None and device.type == "cpu":
+        _host_launcher(name, function, grid, block, args)
+        return
     index = device.index if device.index is not None else torch.cuda.current_device()
     cp = cupy()
     kernel = get_kernel(name, function, index)
     with cp.cuda.Device(index), torch_stream(index):
         try:
-            kernel(grid_for(total), (BLOCK, 1, 1), tuple(_arg(a) for a in args))
+            kernel(grid, block, tuple(_arg(a) for a in args))
         except Exception as exc:
             raise KernelError(f"{kernels_dir() / (name + '.cu')}: launching {function} failed: "
                               f"{type(exc).__name__}: {_one_line(str(exc))}", log=str(exc)) from exc
