@@ -28,6 +28,7 @@ def test_wheel_holds_presets_kernels_and_weights(wheel):
         assert f"streamden/kernels/{cu.name}" in names
     for weights in (REPO / "streamden" / "models" / "weights").glob("*.safetensors"):
         assert f"streamden/models/weights/{weights.name}" in names
+    assert "streamden/preview/page.html" in names
 
 
 def test_installed_wheel_finds_its_own_data(wheel, tmp_path):

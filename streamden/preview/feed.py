@@ -53,7 +53,7 @@ MAX_CROP = 1024
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """An RGB image as uint8 (16-bit sources keep their top 8 bits).
 
-    >>> to_uint8(np.full((1, 1, 3), 65535, np.uint16))[0, 0, 0]
+    >>> int(to_uint8(np.full((1, 1, 3), 65535, np.uint16))[0, 0, 0])
     255
     """
     return image if image.dtype == np.uint8 else (image >> 8).astype(np.uint8)
@@ -139,6 +139,7 @@ class StreamFeed:
         self._last_sample = -float("inf")
         self._stills: deque[Still] = deque(maxlen=KEEP)
         self._version = 0
+        self._encoding = False
         self.changed = threading.Condition(threading.Lock())
 
     # -- the pipeline's side (must stay cheap) -----------------------------------------
@@ -182,12 +183,13 @@ class StreamFeed:
         """The newest pair not yet taken (None if there is none)."""
         with self._lock:
             latest, self._latest = self._latest, None
+            self._encoding = latest is not None
         return latest
 
     @property
     def pending(self) -> bool:
-        """True when a pair was offered that no still shows yet."""
-        return self._latest is not None
+        """True when a pair was offered that no still shows yet (or is being encoded)."""
+        return self._latest is not None or self._encoding
 
     def publish(self, still: Still) -> None:
         """Add ``still`` (its version is set here) and wake whoever waits for one."""
@@ -195,6 +197,7 @@ class StreamFeed:
             self._version += 1
             still.version = self._version
             self._stills.append(still)
+            self._encoding = False
             self.changed.notify_all()
 
     def still(self, version: int | None = None) -> Still | None:
@@ -209,8 +212,8 @@ class StreamFeed:
     def wait_newer(self, version: int, timeout: float) -> Still | None:
         """The newest still once its version exceeds ``version``; None after ``timeout`` seconds."""
         with self.changed:
-            self.changed.wait_for(lambda: self._version > version, timeout)
-            return self._stills[-1] if self._version > version else None
+            newer = self.changed.wait_for(lambda: self._version > version and bool(self._stills), timeout)
+            return self._stills[-1] if newer else None
 
     def wake(self) -> None:
         """Wake every waiter (the preview is closing)."""

@@ -195,7 +195,7 @@ class PreviewServer:
                     self._headers(200, "multipart/x-mixed-replace; boundary=frame")
                     self.end_headers()
                     self.close_connection = True
-                    version = -1
+                    version = 0
                     while not preview.closing:
                         still = feed.wait_newer(version, 1.0)
                         preview.touch()           # a stream that is open is being watched
