@@ -10,13 +10,20 @@ latency p50/p99, emission interval p99/max, and the path costs measured at calib
 (``full`` is one output frame of the full path at the chosen look-ahead; ``-`` where the
 calibration had not finished when the run ended).
 Network decode is left out on purpose: it is the pacer and the degrade path that are timed.
+
+With ``viewer`` each size runs in pairs, first as above, then with a preview
+(:mod:`streamden.preview`, default rate and width) watched by a :class:`PageViewer` that does
+what the page does; the second row also gives the preview encoder's CPU time and stills,
+and :meth:`LiveBenchResult.viewer_cost` compares the full-path frames of the two runs.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +35,7 @@ import torch
 from .graph.node import SourceNode
 from .io.frame import Frame
 
-__all__ = ["ClockedSource", "LiveBenchResult", "run_live_bench"]
+__all__ = ["ClockedSource", "LiveBenchResult", "PageViewer", "run_live_bench"]
 
 
 class ClockedSource(SourceNode):
@@ -79,17 +86,34 @@ class LiveBenchResult:
         """Aligned text: one line per size."""
         head = (f"streamden bench live: {self.fps:g} fps, {self.seconds:g} s per size, look-ahead "
                 f"{self.lookahead}, device {self.device} ({self.hardware}), {self.threads} threads")
-        cols = ["size", "in", "out", "full", "light2", "light4", "raw", "degraded %", "late", "dropped",
-                "repeated", "lat p50 ms", "lat p99 ms", "int p99 ms", "int max ms", "cost full/light2/light4 ms"]
+        viewer = any("viewer" in r for r in self.rows)
+        cols = (["size"] + (["viewer", "preview cpu %", "stills"] if viewer else []) +
+                ["in", "out", "full", "light2", "light4", "raw", "degraded %", "late", "dropped",
+                 "repeated", "lat p50 ms", "lat p99 ms", "int p99 ms", "int max ms", "cost full/light2/light4 ms"])
         lines = [head, "  ".join(cols)]
         for r in self.rows:
-            cells = [r["size"], r["received"], r["emitted"], r["path_full"], r["path_light2"], r["path_light4"],
+            extra = ([("yes" if r["viewer"] else "no"), _pct(r.get("preview_cpu_pct")), r.get("stills", "-")]
+                     if viewer else [])
+            cells = [r["size"], *extra, r["received"], r["emitted"], r["path_full"], r["path_light2"], r["path_light4"],
                      r["path_raw"], f"{r['degraded_pct']:.1f}", r["late"], r["dropped"], r["repeated"],
                      f"{r['latency_p50_ms']:.1f}", f"{r['latency_p99_ms']:.1f}", f"{r['interval_p99_ms']:.1f}",
                      f"{r['interval_max_ms']:.1f}",
                      "/".join(_ms(r["path_costs_ms"].get(p)) for p in ("full", "light2", "light4"))]
             lines.append("  ".join(str(c).rjust(len(h)) for c, h in zip(cells, cols)))
+        for size, without, with_viewer, change in self.viewer_cost():
+            lines.append(f"{size}: full-path frames {with_viewer} with a viewer, {without} without "
+                         f"({'-' if change is None else f'{change:+.1f} %'})")
         return "\n".join(lines)
+
+    def viewer_cost(self) -> list[tuple[str, int, int, float | None]]:
+        """Per size run with and without a viewer: (size, full-path frames without, with (each
+        summed over the runs), change in percent; None when the runs without had none)."""
+        out = []
+        for size in dict.fromkeys(r["size"] for r in self.rows if r.get("viewer")):
+            without = sum(r["path_full"] for r in self.rows if r["size"] == size and r.get("viewer") is False)
+            watched = sum(r["path_full"] for r in self.rows if r["size"] == size and r.get("viewer"))
+            out.append((size, without, watched, 100.0 * (watched - without) / without if without else None))
+        return out
 
     def to_json(self, path: str | Path) -> None:
         """Write the result as JSON."""
@@ -100,34 +124,103 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+class PageViewer:
+    """A viewer of a preview at ``url`` doing what its page does, in a thread: ``/stats.json``
+    at the preview rate and, for each new still of each stream, its input and output
+    snapshots. ``snapshots`` counts what it fetched.
+
+    >>> viewer = PageViewer("http://127.0.0.1:8080/")  # doctest: +SKIP
+    >>> viewer.start(); time.sleep(10); viewer.stop(); viewer.snapshots  # doctest: +SKIP
+    100
+    """
+
+    def __init__(self, url: str, period: float = 0.2) -> None:
+        self.url = url
+        self.period = period
+        self.snapshots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="page viewer", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join(10)
+
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return response.read()
+
+    def _run(self) -> None:
+        shown: dict[int, int] = {}
+        while not self._stop.wait(self.period):
+            for stream in json.loads(self._get("stats.json"))["streams"]:
+                index, version = stream["index"], stream["version"]
+                if version > shown.get(index, 0):
+                    for side in ("input", "output"):
+                        self._get(f"snapshot.jpg?stream={index}&side={side}&v={version}")
+                        self.snapshots += 1
+                    shown[index] = version
+
+
 def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)), seconds: float = 20.0,
                    fps: float = 25.0, device: str = "auto", lookahead: int = 1,
-                   model: str | None = None) -> LiveBenchResult:
-    """Run the live pipeline for ``seconds`` at each size and collect its figures.
+                   model: str | None = None, viewer: int = 0, overrides: Sequence[str] = ()) -> LiveBenchResult:
+    """Run the live pipeline for ``seconds`` at each size and collect its figures; with
+    ``viewer`` N, N pairs of runs per size instead, each without and then with a watched
+    preview (see the module docstring). ``overrides`` are dotted config keys set on top of
+    the surveillance preset (``live.latency=30`` lets every frame take the full path, so
+    its frame count measures the network's throughput).
 
     >>> print(run_live_bench([(64, 48)], seconds=2).format_table())  # doctest: +SKIP
     """
     from .config import make_config
     from .engine import Engine
-    from .live import LiveStream
+    from .live import LiveStream, attach_preview
+    from .preview import Preview
     from .sample import render_scene
 
-    config = make_config("surveillance", None, [f"live.lookahead={lookahead}", "noise.sigma=25"], door="live",
-                         model=model, device=device)
+    config = make_config("surveillance", None, [f"live.lookahead={lookahead}", "noise.sigma=25", *overrides],
+                         door="live", model=model, device=device)
     engine = Engine(config, allow_untrained=True, live=True)
     dev = engine.device
     hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
                              threads=torch.get_num_threads(), lookahead=lookahead)
     rng = np.random.default_rng(0)
-    for width, height in sizes:
+    runs = [(size, watched) for size in sizes
+            for watched in ((False, True) * viewer if viewer else (None,))]
+    for (width, height), watched in runs:
         clean = render_scene(24, (width, height))
         noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
         stream = LiveStream(f"{width}x{height}", ClockedSource(noisy, fps), engine, [])
+        preview = page = None
+        if watched:
+            preview = Preview(0, title="streamden bench live")
+            attach_preview(preview, [stream])
+            preview.start()
+            page = PageViewer(preview.url)
+            page.start()
         stream.start()
         time.sleep(seconds)
         stream.stop()
+        if preview is not None:
+            page.stop()
+            preview.stop()
         row = stream.summary()
+        if watched is not None:
+            row["viewer"] = watched
+        if preview is not None:
+            row["preview_cpu_pct"] = 100.0 * preview.encoder.cpu_seconds / seconds
+            row["stills"] = preview.encoder.stills
+            row["snapshots"] = page.snapshots
         row.pop("outputs", None)
         row["size"] = f"{width}x{height}"
         processed = sum(row[f"path_{p}"] for p in ("full", "light2", "light4", "raw"))

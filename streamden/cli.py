@@ -417,6 +417,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="registry name or .safetensors (default: the restoration model)")
     p.add_argument("--seconds", type=float, default=20.0, help="bench live: seconds per size (default 20)")
     p.add_argument("--fps", type=float, default=25.0, help="bench live: the camera's frame rate (default 25)")
+    p.add_argument("--viewer", nargs="?", type=int, const=1, default=0, metavar="PAIRS",
+                   help="bench live: PAIRS (default 1) pairs of runs per size, without and with a --preview "
+                        "watched as its page does; compares their full-path frames")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="bench live: override a key of the surveillance preset, e.g. --set live.latency=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--report", help="also write the markdown tables to this file")
@@ -436,7 +441,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
         _require(args.seconds > 0, f"streamden bench live: --seconds must be positive, got {args.seconds:g}")
         _require(args.fps > 0, f"streamden bench live: --fps must be positive, got {args.fps:g}")
-        result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device)
+        _require(args.viewer >= 0, f"streamden bench live: --viewer takes a number of pairs (0 or more), got {args.viewer}")
+        result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device,
+                                viewer=args.viewer, overrides=args.set)
         print(result.format_table())
         if args.json:
             result.to_json(args.json)
@@ -444,6 +451,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .bench import run_bench
+
+    _require(not args.set and not args.viewer, "streamden bench: --set and --viewer are options of bench live")
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) if args.parts else PARTS
     _require(not set(parts) - set(PARTS),

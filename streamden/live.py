@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from .preview import Preview
     from .preview.feed import StreamFeed
 
-__all__ = ["LiveStream", "LiveJob", "MetricsServer", "check_live_config", "format_stats",
+__all__ = ["LiveStream", "LiveJob", "MetricsServer", "attach_preview", "check_live_config", "format_stats",
            "preview_counters", "prometheus_text"]
 
 log = logging.getLogger(__name__)
@@ -506,11 +506,7 @@ class LiveJob:
                                  backoff=Backoff(live.backoff_base, live.backoff_cap))
             self.streams.append(LiveStream(f"stream{i}", src, engine, outs))
         if preview is not None:
-            preview.kind = "live"
-            for stream in self.streams:
-                feed = preview.add_stream(stream.name)
-                feed.counters = functools.partial(preview_counters, stream, feed)
-                stream.on_frame = functools.partial(_offer, feed)
+            attach_preview(preview, self.streams)
         self.metrics_port = metrics_port
         self.preview = preview
         self.server: MetricsServer | None = None
@@ -560,6 +556,16 @@ class LiveJob:
         if errors:
             raise errors[0]
         return [st.summary() for st in self.streams]
+
+
+def attach_preview(preview: "Preview", streams: Iterable[LiveStream]) -> None:
+    """Show ``streams`` on ``preview``: a feed each, offered every processed frame with its
+    output (:attr:`LiveStream.on_frame`), and :func:`preview_counters` as its rows."""
+    preview.kind = "live"
+    for stream in streams:
+        feed = preview.add_stream(stream.name)
+        feed.counters = functools.partial(preview_counters, stream, feed)
+        stream.on_frame = functools.partial(_offer, feed)
 
 
 def _offer(feed: "StreamFeed", frame: Any, output: np.ndarray, path: str) -> None:

@@ -117,3 +117,27 @@ def test_live_job_shows_each_stream_with_its_counters():
     picture = cv2.imdecode(np.frombuffer(seen["both"], np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape == (48, 128, 3)
     assert preview.closing
+
+
+def test_bench_live_with_a_viewer_compares_runs(random_weights):
+    from streamden.bench_live import run_live_bench
+
+    result = run_live_bench([(64, 48)], seconds=2, fps=10, device="cpu", model=str(random_weights), viewer=1,
+                            overrides=["live.latency=3"])
+    without, watched = result.rows
+    assert without["viewer"] is False and "stills" not in without
+    assert watched["viewer"] is True and watched["stills"] >= 1 and watched["snapshots"] >= 2
+    assert watched["preview_cpu_pct"] >= 0
+    ((size, full_without, full_with, _),) = result.viewer_cost()
+    assert size == "64x48" and (full_without, full_with) == (without["path_full"], watched["path_full"])
+    table = result.format_table()
+    assert "preview cpu %" in table and "64x48: full-path frames" in table
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--viewer"], "--set and --viewer are options of bench live"),
+    (["bench", "live", "--viewer", "-1"], "--viewer takes a number of pairs"),
+])
+def test_bench_viewer_option_errors(capsys, args, message):
+    assert main(args) == 4
+    assert message in capsys.readouterr().err
