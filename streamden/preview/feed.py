@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["StreamFeed", "Still", "JpegEncoder", "SIDES", "KEEP", "WAITING", "to_uint8"]
+__all__ = ["StreamFeed", "Still", "JpegEncoder", "SIDES", "KEEP", "WAITING", "scaled", "to_uint8"]
 
 #: The sides a still has: the input, the output, and both side by side.
 SIDES = ("input", "output", "both")
@@ -69,13 +69,24 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def _scaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def scaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` as uint8 at ``size`` (width, height): averaged down by a whole factor first
+    (alias-free, and OpenCV's fast path: a fractional area resize costs 5x more), then linear.
+
+    >>> scaled(np.zeros((720, 1280, 3), np.uint8), (960, 540)).shape
+    (540, 960, 3)
+    """
     import cv2
 
     image = to_uint8(image)
-    if (image.shape[1], image.shape[0]) == size:
-        return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    height, width = image.shape[:2]
+    factor = min(width // size[0], height // size[1])
+    if factor >= 2:
+        image = image[:height - height % factor, :width - width % factor]
+        image = cv2.resize(image, (image.shape[1] // factor, image.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    if (image.shape[1], image.shape[0]) != size:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 @dataclass
@@ -287,7 +298,7 @@ class JpegEncoder:
             height, width = input.shape[:2]
             scale = min(1.0, self.width / width)
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = {"input": _scaled(input, size), "output": _scaled(output, size)}
+            small = {"input": scaled(input, size), "output": scaled(output, size)}
             jpegs = {side: _jpeg(image) for side, image in small.items()}
             feed.publish(Still(0, input, output, small, jpegs, sigma, path, when))
             self.stills += 1
