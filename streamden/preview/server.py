@@ -137,9 +137,9 @@ class PreviewServer:
                 self.send_header("X-Content-Type-Options", "nosniff")
                 self.send_header("Referrer-Policy", "no-referrer")
 
-            def _send(self, status: int, content_type: str, body: bytes, extra: dict[str, str] = {}) -> None:
+            def _send(self, status: int, content_type: str, body: bytes, extra: dict[str, str] | None = None) -> None:
                 self._headers(status, content_type, len(body))
-                for key, value in extra.items():
+                for key, value in (extra or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 from html.parser import HTMLParser
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -95,7 +95,6 @@ def test_page_stats_and_snapshots(preview):
         images[side] = decode(body)
     assert images["input"].shape == images["output"].shape == (120, 160, 3)
     assert images["both"].shape == (120, 320, 3)
-    noisy, clean = frames(0)
     assert np.abs(images["input"].astype(int) - images["output"].astype(int)).mean() > 10   # noisy vs clean
     status, headers, body = get(preview, "/snapshot.jpg?stream=0&side=output&x=150&y=100&w=64&h=48")
     assert status == 200 and decode(body).shape == (48, 64, 3)                # a 1:1 crop, clipped into the frame
@@ -126,7 +125,7 @@ def test_frames_are_scaled_to_the_preview_width():
     ("/snapshot.jpg?x=1", 400), ("/stream.mjpg?stream=-1", 400),
 ])
 def test_nothing_but_the_routes_answers(preview, path, status):
-    got, headers, body = get(preview, path)
+    got, _, body = get(preview, path)
     assert got == status
     assert b"root:" not in body
 
@@ -260,3 +259,16 @@ def test_encoding_only_while_someone_watches(monkeypatch):
     finally:
         camera.close()
         p.stop()
+
+
+def test_sixteen_bit_frames_are_shown_at_eight_bits():
+    from streamden.preview.feed import JpegEncoder, StreamFeed
+
+    feed = StreamFeed("cam")
+    image = np.full((48, 64, 3), 40000, np.uint16)          # 40000 / 257 = 155.6 on the 8-bit scale
+    feed.offer(image, image // 2)
+    JpegEncoder([feed]).encode_pending()
+    still = feed.still()
+    assert abs(int(decode(still.jpeg("input")).mean()) - 156) <= 2
+    assert abs(int(decode(still.jpeg("output")).mean()) - 78) <= 2
+    assert decode(still.crop("both", 0, 0, 16, 16)).shape == (16, 32, 3)
