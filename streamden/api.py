@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -15,15 +15,19 @@ from .io import open_sink, open_source
 from .io.frame import Frame
 from .noise.estimate import estimate_sigma
 from .pipeline import DenoiseNode, DownloadNode, UploadNode, decode_options, parse_fps, parse_sigma
+from .preview.file import FileWatch
 from .tensors import image_to_tensor, tensor_to_image
 from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
+
+if TYPE_CHECKING:
+    from .preview import Preview
 
 def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "restoration",
                   config_file: str | Path | None = None, overrides: Iterable[str] = (),
                   stream: int | None = None, overwrite: bool = False, handle_signals: bool = True,
                   on_frame: Callable[[Frame], None] | None = None,
                   on_start: Callable[[Any], None] | None = None, resume: bool = False,
-                  **options: Any) -> GraphReport:
+                  preview: "Preview | None" = None, **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
@@ -37,15 +41,33 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     ``report.input_problems``; a file is decoded in a child process unless
     ``input.isolate`` is false (see :mod:`streamden.io.isolated`). ``resume=True`` runs a
     resumable job in segments and continues an interrupted one (:mod:`streamden.segments`).
+    ``preview`` (a :class:`~streamden.preview.Preview`) shows the input and output frames and
+    the progress (:class:`~streamden.preview.file.FileWatch`): it starts once the input is
+    open (before ``on_start``) and stops when the job ends.
 
     >>> denoise_video("in.mp4", "out.mp4", sigma=20, crf=18)  # doctest: +SKIP
     """
     config = make_config(preset, config_file, overrides, **options)
+    watch = FileWatch(preview, Path(str(src)).name) if preview is not None else None
+    if watch is not None:
+        on_frame, on_start = _both(watch.on_frame, on_frame), _both(watch.on_start, on_start)
+    try:
+        return _denoise_video(src, dst, config, stream=stream, overwrite=overwrite, handle_signals=handle_signals,
+                              on_frame=on_frame, on_start=on_start, resume=resume, watch=watch)
+    finally:
+        if preview is not None:
+            preview.stop()
+
+
+def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int | None, overwrite: bool,
+                   handle_signals: bool, on_frame: Callable[[Frame], None] | None,
+                   on_start: Callable[[Any], None] | None, resume: bool, watch: FileWatch | None) -> GraphReport:
     if resume:
         from .segments import denoise_segmented
 
         return denoise_segmented(src, dst, config=config, stream=stream, overwrite=overwrite,
-                                 handle_signals=handle_signals, on_frame=on_frame, on_start=on_start)
+                                 handle_signals=handle_signals, on_frame=on_frame, on_start=on_start,
+                                 tap=watch.tap if watch is not None else None)
     sigma = parse_sigma(config.noise.sigma)
     source = open_source(str(src), stream=stream, **decode_options(config))
     fps = parse_fps(config.encode.fps) or source.fps
@@ -54,7 +76,9 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     engine = Engine(config)
-    nodes = [source, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine), DownloadNode(), sink]
+    taps = [watch.tap()] if watch is not None else []
+    nodes = [source, *taps, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine),
+             DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)
@@ -66,6 +90,17 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
         raise
     report.input_problems = getattr(source, "problems", None)  # DecodeProblems, for --stats
     return report
+
+
+def _both(first: Callable[[Any], None], then: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """One callback calling ``first`` then ``then`` (if any)."""
+    if then is None:
+        return first
+
+    def call(item: Any) -> None:
+        first(item)
+        then(item)
+    return call
 
 
 class Denoiser:

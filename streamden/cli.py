@@ -60,7 +60,28 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="with --ray: at most this many segments at once (default: all "
                                                "the cluster runs)")
     p.add_argument("--cpus-per-task", type=float, default=1, help="with --ray: CPUs (torch threads) per task")
+    _add_preview_options(p)
     p.set_defaults(run=_run_denoise)
+
+
+def _add_preview_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preview", type=int, metavar="PORT",
+                   help="serve a preview page at http://127.0.0.1:PORT/: input and output side by side or as "
+                        "a wipe, a 1:1 zoom, live counters (0: a free port; the address is printed)")
+    p.add_argument("--preview-host", metavar="HOST",
+                   help="with --preview: listen on HOST instead (0.0.0.0: every interface); every request "
+                        "then needs the random access token printed at start")
+
+
+def _open_preview(args: argparse.Namespace, title: str):
+    """The preview of ``--preview``, bound (a busy port fails before any work) but not yet
+    serving: the job starts it; None without the option."""
+    _require(args.preview_host is None or args.preview is not None, "--preview-host needs --preview PORT")
+    if args.preview is None:
+        return None
+    from .preview import open_preview
+
+    return open_preview(args.preview, args.preview_host, title=title)
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
@@ -70,13 +91,20 @@ def _run_denoise(args: argparse.Namespace) -> int:
     if preset in ENCODER_SPEEDS:
         preset, encoder_preset = "restoration", encoder_preset or preset
     if args.ray is not None:
+        _require(args.preview is None, "--preview shows a job that runs in this process; with --ray the "
+                                       "segments run in Ray workers (use --resume to preview a resumable job)")
         return _run_on_ray(args, preset, encoder_preset)
+    from pathlib import Path
+
+    preview = _open_preview(args, f"streamden denoise {Path(args.input).name}")
     bar = None
 
     def start_bar(source) -> None:
         # The bar appears once the input is open and the network built: an error before that
         # (config, input, output, model) is the only line on stderr.
         nonlocal bar
+        if preview is not None:
+            print(f"preview: {preview.url}", file=sys.stderr, flush=True)
         if not args.no_progress:
             from tqdm import tqdm
             bar = tqdm(total=source.estimated_frame_count, unit="frame", desc="denoise", dynamic_ncols=True,
@@ -93,7 +121,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
-            hwaccel=args.hwaccel, precision=args.precision)
+            hwaccel=args.hwaccel, precision=args.precision, preview=preview)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
@@ -108,6 +136,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if preview is not None:
+            preview.stop()
     problems = getattr(report, "input_problems", None)
     if problems is not None and problems.count:
         print(f"streamden: warning: {args.input}: {problems.summary()}", file=sys.stderr)
@@ -324,6 +354,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stats", nargs="?", type=float, const=5.0, metavar="SECONDS",
                    help="print per-stream counters every SECONDS (default 5) and a summary at the end")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics")
+    _add_preview_options(p)
     p.set_defaults(run=_run_live)
 
 
@@ -352,14 +383,18 @@ def _run_live(args: argparse.Namespace) -> int:
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
+    preview = _open_preview(args, "streamden live")
     try:
         summaries = run_live(args.sources, args.out, preset=None if args.config else args.preset,
                              config_file=args.config, overrides=overrides, duration=args.duration,
                              metrics_port=args.metrics_port, stats_every=args.stats, print_fn=say,
-                             on_job=on_job, sigma=args.sigma, device=args.device, model=args.model, fps=args.fps)
+                             on_job=on_job, preview=preview, sigma=args.sigma, device=args.device,
+                             model=args.model, fps=args.fps)
     finally:
         if previous:
             signal.signal(signal.SIGTERM, previous[0])
+        if preview is not None:
+            preview.stop()
     if args.stats:
         for s in summaries:
             say(f"{s['stream']}: emitted {s['emitted']} (received {s['received']}), full {s['path_full']}, "
@@ -384,6 +419,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=25.0, help="bench live: the camera's frame rate (default 25)")
     p.add_argument("--record", action="store_true",
                    help="bench live: also encode the output to a temporary H.264 file (the encoder's CPU share)")
+    p.add_argument("--viewer", nargs="?", type=int, const=1, default=0, metavar="PAIRS",
+                   help="bench live: PAIRS (default 1) pairs of runs per size, without and with a --preview "
+                        "watched as its page does; compares their full-path frames")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="bench live: override a key of the surveillance preset, e.g. --set live.latency=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--report", help="also write the markdown tables to this file")
@@ -403,8 +443,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
         _require(args.seconds > 0, f"streamden bench live: --seconds must be positive, got {args.seconds:g}")
         _require(args.fps > 0, f"streamden bench live: --fps must be positive, got {args.fps:g}")
+        _require(args.viewer >= 0, f"streamden bench live: --viewer takes a number of pairs (0 or more), got {args.viewer}")
         result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device, model=args.model,
-                                record=args.record)
+                                viewer=args.viewer, overrides=args.set, record=args.record)
         print(result.format_table())
         if args.json:
             result.to_json(args.json)
@@ -412,6 +453,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .bench import run_bench
+
+    _require(not args.set and not args.viewer, "streamden bench: --set and --viewer are options of bench live")
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) if args.parts else PARTS
     _require(not set(parts) - set(PARTS),

@@ -52,13 +52,15 @@ stream or job is built.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -70,14 +72,17 @@ from .graph.pacer import PATHS, DeadlineChooser, LiveCounters, Pacer
 from .io.live import Backoff, LiveSource
 from .io.live_sink import LiveOutput, open_output
 from .pipeline import parse_fps, parse_sigma
+from .serve import BackgroundServer
 from .tensors import image_to_tensor, tensor_to_image
 
 if TYPE_CHECKING:
     from .config import DenoiseConfig
     from .engine import Engine
+    from .preview import Preview
+    from .preview.feed import StreamFeed
 
-__all__ = ["LiveStream", "LiveJob", "MetricsServer", "check_live_config", "format_stats",
-           "lite_engine", "prometheus_text"]
+__all__ = ["LiveStream", "LiveJob", "MetricsServer", "attach_preview", "check_live_config", "format_stats",
+           "lite_engine", "preview_counters", "prometheus_text"]
 
 #: The paths that run a streaming (temporal) network, best first.
 TEMPORAL_PATHS = ("full", "lite")
@@ -194,6 +199,8 @@ class LiveStream:
     :class:`LiveOutput` objects; ``on_emit(image, slot, now)`` is an extra pacer callback;
     ``lite`` is the engine of the ``lite`` path (default: :func:`lite_engine` builds one when
     ``live.paths`` holds ``lite``; a :class:`LiveJob` shares one between its streams).
+    ``on_frame(frame, output, path)`` sees each processed input frame with its uint8 output
+    image and path, on the processor thread (it must return at once: the preview's hook).
     Every setting comes from ``engine.config`` (see the module docstring), checked by
     :func:`check_live_config`. Outputs are opened when the first frame gives the size. :meth:`start`, then
     :meth:`stop`; ``counters`` holds the figures, :meth:`summary` a flat dict of them.
@@ -206,6 +213,7 @@ class LiveStream:
     def __init__(self, name: str, source: SourceNode, engine: "Engine",
                  outputs: Sequence[str | LiveOutput] = (),
                  on_emit: Callable[[np.ndarray, int, float], None] | None = None,
+                 on_frame: Callable[[Any, np.ndarray, str], None] | None = None,
                  lite: "Engine | None" = None) -> None:
         check_live_config(engine.config)
         self.name = name
@@ -223,6 +231,7 @@ class LiveStream:
         self.output_specs = list(outputs)
         self.outputs: list[LiveOutput] = []
         self.on_emit = on_emit
+        self.on_frame = on_frame
         self.counters = LiveCounters()
         self.chooser = DeadlineChooser()
         self.calibration: dict[str, float] = {}   # path -> seconds measured at the first frame
@@ -449,7 +458,7 @@ class LiveStream:
         allowed = [p for p in self.paths if p not in TEMPORAL_PATHS]
         path = self.chooser.choose(self._deadline(frame) - time.monotonic(), allowed)
         if path == "raw":
-            self.pacer.submit(frame.image, frame.arrival, "raw")
+            self._hand_over(frame, frame.image, "raw")
             return
         start = time.monotonic()
         tensor = self._prepare(frame)
@@ -458,7 +467,12 @@ class LiveStream:
         self.chooser.record(path, time.monotonic() - start)
 
     def _submit(self, frame: Any, image: torch.Tensor, path: str) -> None:
-        self.pacer.submit(tensor_to_image(image, np.uint8), frame.arrival, path)
+        self._hand_over(frame, tensor_to_image(image, np.uint8), path)
+
+    def _hand_over(self, frame: Any, image: np.ndarray, path: str) -> None:
+        self.pacer.submit(image, frame.arrival, path)
+        if self.on_frame is not None:
+            self.on_frame(frame, image, path)
 
     def _start_calibration(self, frame: Any) -> None:
         """Measure the paths' costs at this frame size in the background; until then frames go raw."""
@@ -510,7 +524,9 @@ class LiveJob:
     or SourceNodes; ``outputs[i]`` lists stream ``i``'s destinations. :meth:`run` starts everything, prints
     a stats line per stream every ``stats_every`` seconds through ``print_fn`` (if given),
     serves metrics on ``metrics_port`` (if given) and returns after ``duration`` seconds or
-    when :meth:`stop` is called (Ctrl-C), with one summary dict per stream.
+    when :meth:`stop` is called (Ctrl-C), with one summary dict per stream. With a
+    ``preview`` (a :class:`~streamden.preview.Preview`; :meth:`run` starts it, prints its
+    address and stops it) each stream shows its frames and :func:`preview_counters` there.
 
     >>> job = LiveJob(["udp://127.0.0.1:5000"], [["rec/"]], engine)  # doctest: +SKIP
     >>> job.run(duration=10)[0]["emitted"]  # doctest: +SKIP
@@ -518,7 +534,7 @@ class LiveJob:
     """
 
     def __init__(self, sources: Sequence[str | SourceNode], outputs: Sequence[Sequence[str | LiveOutput]],
-                 engine: "Engine", metrics_port: int | None = None) -> None:
+                 engine: "Engine", metrics_port: int | None = None, preview: "Preview | None" = None) -> None:
         if len(outputs) != len(sources):
             raise ConfigError(f"{len(sources)} sources but {len(outputs)} output lists")
         check_live_config(engine.config)
@@ -531,7 +547,10 @@ class LiveJob:
                 src = LiveSource(src, open_timeout=live.open_timeout, read_timeout=live.read_timeout,
                                  backoff=Backoff(live.backoff_base, live.backoff_cap))
             self.streams.append(LiveStream(f"stream{i}", src, engine, outs, lite=self.lite))
+        if preview is not None:
+            attach_preview(preview, self.streams)
         self.metrics_port = metrics_port
+        self.preview = preview
         self.server: MetricsServer | None = None
         self._stop = threading.Event()
 
@@ -547,6 +566,10 @@ class LiveJob:
             self.server.start()
             if print_fn is not None:
                 print_fn(f"metrics: http://127.0.0.1:{self.server.port}/metrics")
+        if self.preview is not None:
+            self.preview.start()
+            if print_fn is not None:
+                print_fn(f"preview: {self.preview.url}")
         for stream in self.streams:
             stream.start()
         end = None if duration is None else time.monotonic() + duration
@@ -570,9 +593,49 @@ class LiveJob:
                     errors.append(exc)
             if self.server is not None:
                 self.server.stop()
+            if self.preview is not None:
+                self.preview.stop()
         if errors:
             raise errors[0]
         return [st.summary() for st in self.streams]
+
+
+def attach_preview(preview: "Preview", streams: Iterable[LiveStream]) -> None:
+    """Show ``streams`` on ``preview``: a feed each, offered every processed frame with its
+    output (:attr:`LiveStream.on_frame`), and :func:`preview_counters` as its rows."""
+    preview.kind = "live"
+    for stream in streams:
+        feed = preview.add_stream(stream.name)
+        feed.counters = functools.partial(preview_counters, stream, feed)
+        stream.on_frame = functools.partial(_offer, feed)
+
+
+def _offer(feed: "StreamFeed", frame: Any, output: np.ndarray, path: str) -> None:
+    feed.offer(frame.image, output, frame.sigma, path)
+
+
+def preview_counters(stream: LiveStream, feed: "StreamFeed | None" = None) -> list[tuple[str, str]]:
+    """The rows a preview page shows for ``stream``: source state, frames, output rate, path
+    shares, latency, late/dropped/repeated and the sigma of the newest frame (from ``feed``).
+
+    >>> dict(preview_counters(LiveStream("s", SourceNode(), live_engine)))["paths"]  # doctest: +SKIP
+    'full 0 % · light2 0 % · light4 0 % · raw 0 %'
+    """
+    c = stream.counters
+    times = list(itertools.islice(reversed(c.emit_times), 51))   # the newest first
+    rate = (len(times) - 1) / (times[0] - times[-1]) if len(times) > 1 and times[0] > times[-1] else None
+    processed = sum(c.paths.values())
+    shares = " · ".join(f"{p} {100 * c.paths.get(p, 0) / processed if processed else 0:.0f} %" for p in PATHS)
+    sigma = feed.sigma if feed is not None else None
+    return [
+        ("source", ("up" if c.source_up else "DOWN") + (f", {c.reconnects} reconnects" if c.reconnects else "")),
+        ("frames out / in", f"{c.emitted} / {c.received}"),
+        ("output rate", f"{rate:.1f} fps" if rate else "-"),
+        ("paths", shares),
+        ("latency p50 / p99", f"{1000 * c.latency(50):.0f} / {1000 * c.latency(99):.0f} ms"),
+        ("late / dropped / repeated", f"{c.late} / {c.dropped} / {c.repeated}"),
+        ("sigma", f"{sigma:.1f}" if sigma is not None else "-"),
+    ]
 
 
 def format_stats(streams: Iterable[LiveStream]) -> str:
@@ -661,22 +724,16 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundServer(Handler, host, port, name="metrics")
+        self.port = self._server.port
 
     def start(self) -> None:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._server.stop()
 
 
 def expand_outputs(sources: Sequence[str], outputs: Sequence[str]) -> list[list[str]]:
@@ -698,7 +755,7 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
              config_file: str | None = None, overrides: Iterable[str] = (), duration: float | None = None,
              metrics_port: int | None = None, stats_every: float | None = None,
              print_fn: Callable[[str], None] | None = None, on_job: Callable[[LiveJob], None] | None = None,
-             **options: Any) -> list[dict[str, Any]]:
+             preview: "Preview | None" = None, **options: Any) -> list[dict[str, Any]]:
     """Denoise live feeds until ``duration`` seconds pass or the job is stopped (Ctrl-C).
 
     ``options`` are the shortcuts of :func:`streamden.config.make_config` (``sigma``,
@@ -706,6 +763,7 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
     are checked before the model loads or anything connects; the job runs over
     ``Engine(config, live=True)``.
     ``on_job(job)`` receives the :class:`LiveJob` before it runs (to stop it from elsewhere).
+    ``preview`` (a :class:`~streamden.preview.Preview`) shows the streams' frames (see :class:`LiveJob`).
     Returns one summary dict per stream.
 
     >>> run_live(["rtsp://cam/stream"], ["rec/"], duration=60, sigma=20)  # doctest: +SKIP
@@ -725,7 +783,7 @@ def run_live(sources: Sequence[str | SourceNode], outputs: Sequence[str], *, pre
                 Path(out if out.endswith("/") else Path(out).parent).mkdir(parents=True, exist_ok=True)
             open_output(out, fps=fps, size=(64, 48))
     engine = Engine(config, live=True)
-    job = LiveJob(sources, per_stream, engine, metrics_port=metrics_port)
+    job = LiveJob(sources, per_stream, engine, metrics_port=metrics_port, preview=preview)
     if on_job is not None:
         on_job(job)
     return job.run(duration=duration, stats_every=stats_every, print_fn=print_fn)

@@ -493,8 +493,8 @@ def _range_source(spec: JobSpec, plan: SegmentPlan, start: int, end: int) -> tup
 
 def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engine", *,
                     sigmas: list[float] | None = None, tracker: float | None = None, tail: list[float] = (),
-                    handle_signals: bool = False, on_frame: Callable[[Frame], None] | None = None
-                    ) -> dict[str, Any]:
+                    handle_signals: bool = False, on_frame: Callable[[Frame], None] | None = None,
+                    tap: Node | None = None) -> dict[str, Any]:
     """Denoise segment ``number`` (its frames plus ``CONTEXT`` on each side) into its file or
     folder in the work folder and return its manifest record.
 
@@ -504,7 +504,8 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
     then carries this segment's ``tracker`` and ``tail_sigmas``. ``engine`` is the job's
     :class:`~streamden.engine.Engine` (each segment gets a stream of its own: no flow cache
     carried over).
-    A segment cut short is removed (it is redone on resume).
+    A segment cut short is removed (it is redone on resume). ``tap`` is a pass-through node
+    placed right after the source (the preview's, :class:`~streamden.preview.file.PreviewTap`).
 
     >>> record = denoise_segment(job.spec, job.plan, 0, Engine(job.config))  # doctest: +SKIP
     >>> record["frames"]  # doctest: +SKIP
@@ -524,7 +525,8 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
         upload = _SegmentUpload(device, spec.fixed_sigma, config.noise.smoothing, first, stop, tracker, list(tail))
     path = Path(spec.folder) / spec.segment_name(number)
     sink = spec.open_segment_sink(number, first)
-    nodes = [source, upload, DenoiseNode(engine), _KeepRange(first, stop), DownloadNode(), sink]
+    nodes = [source, *([tap] if tap is not None else []), upload, DenoiseNode(engine), _KeepRange(first, stop),
+             DownloadNode(), sink]
     try:
         report = Graph(nodes, queue_size=config.graph.queue_size).run(handle_signals=handle_signals,
                                                                       on_item=on_frame)
@@ -696,14 +698,16 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
                       overwrite: bool = False, handle_signals: bool = True,
                       on_frame: Callable[[Frame], None] | None = None,
                       on_start: Callable[[Any], None] | None = None,
-                      after_segment: Callable[[int], None] | None = None) -> GraphReport:
+                      after_segment: Callable[[int], None] | None = None,
+                      tap: Callable[[], Node] | None = None) -> GraphReport:
     """Denoise ``src`` into ``dst`` as a resumable job (see the module docstring).
 
     ``config`` is a :class:`~streamden.config.DenoiseConfig`; ``dst`` a video file or an image
     sequence (``out/%05d.png``). Finished segments found in the work folder are kept
     (checksums verified), the rest are denoised in order, then everything is joined.
     ``after_segment(number)`` is called after each segment is recorded (tests use it to
-    interrupt a job at a known point). On Ctrl-C the finished segments stay and
+    interrupt a job at a known point); ``tap()`` makes each segment's tap node (see
+    :func:`denoise_segment`). On Ctrl-C the finished segments stay and
     :class:`~streamden.errors.Cancelled` says to rerun with ``--resume``. Returns the
     report of the last segment run with ``segments_done``, ``segments_skipped`` and
     ``input_problems`` added.
@@ -727,7 +731,8 @@ def denoise_segmented(src: str | Path, dst: str | Path, *, config, stream: int |
         tracker, tail = job.previous_state(number)
         try:
             record = denoise_segment(job.spec, job.plan, number, engine, tracker=tracker, tail=tail,
-                                     handle_signals=handle_signals, on_frame=on_frame)
+                                     handle_signals=handle_signals, on_frame=on_frame,
+                                     tap=tap() if tap is not None else None)
         except Cancelled as exc:
             raise Cancelled(f"interrupted in segment {number + 1} of {len(job.plan.bounds)}; the "
                             f"{len(job.manifest.segments)} finished segments are kept in {job.folder}: rerun "

@@ -29,6 +29,7 @@ def test_wheel_holds_presets_kernels_and_weights(wheel):
     assert "streamden/cuda/host_shim.h" in names             # the host emulation's shim
     for weights in (REPO / "streamden" / "models" / "weights").glob("*.safetensors"):
         assert f"streamden/models/weights/{weights.name}" in names
+    assert "streamden/preview/page.html" in names
 
 
 def test_installed_wheel_finds_its_own_data(wheel, tmp_path):
