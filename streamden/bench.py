@@ -15,6 +15,9 @@ Per size (``540p``, ``1080p``, ``2160p`` or ``WxH``):
   fuse, download, encode) with the fast options, against a synchronous loop doing the
   same work with the naive network; plus decode and encode alone, the bounds of the graph.
 
+``--backend onnxruntime`` adds ONNX Runtime rows to the network and end-to-end parts: the
+model exported in memory (fp32), and an export file (``--model NAME.onnx``, e.g. int8).
+
 Speed depends on the weights' shapes only, so an untrained network stands in where no
 weights ship. PyAV is imported lazily (``--parts network,align`` runs without it).
 """
@@ -320,8 +323,7 @@ def _streaming(model: torch.nn.Module, frames: torch.Tensor, device: torch.devic
 
 def onnxruntime_configurations(onnx_model: str | None) -> list[tuple[str, InferenceOptions, str]]:
     """The onnxruntime rows: the model exported in memory (fp32), and an export file when given."""
-    rows = [("onnxruntime fp32 (CPU EP)", InferenceOptions(precision="fp32"), ""),
-            ("onnxruntime fp32 (CPU EP), batch 4", InferenceOptions(precision="fp32", batch=4), "")]
+    rows = [("onnxruntime fp32 (exported in memory)", InferenceOptions(precision="fp32"), "")]
     if onnx_model:
         rows.append((f"onnxruntime {Path(onnx_model).name}", InferenceOptions(), onnx_model))
     return rows

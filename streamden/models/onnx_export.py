@@ -15,9 +15,9 @@ casts, or the quantise/dequantise pairs, are inside the graph), so one runner se
 
 Every export is checked twice before its file is moved into place: ``onnx.checker`` with
 shape inference, and a parity run in ONNX Runtime against the torch model on a random
-window (fp32 within :data:`FP32_TOLERANCE`; fp16 and int8 report their PSNR against fp32).
+window (fp32 within :data:`FP32_TOLERANCE`; fp16 reports its PSNR against fp32, int8 its PSNR
+on a calibration window; both are kept in the metadata as ``parity_*``).
 
->>> from streamden.models.fastdvdnet import FastDVDnet
 >>> stage_paths("out/model.onnx")[1].as_posix()
 'out/model.stage2.onnx'
 """
@@ -142,8 +142,7 @@ def export_stage(model: nn.Module, stage: int, opset: int = DEFAULT_OPSET, fp16:
     dynamic batch, height and width; BatchNorm is folded into the convolutions first.
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
-    >>> len(export_stage(FastDVDnet(), 1)) > 1_000_000
-    True
+    >>> blob = export_stage(FastDVDnet(), 1)   # doctest: +SKIP
     """
     check_opset(opset)
     if stage not in STAGES:
@@ -173,8 +172,10 @@ def check_opset(opset: int) -> None:
     """A ConfigError unless ``opset`` lies between :data:`MIN_OPSET` and what the installed
     ``onnx`` (and the torch exporter) support."""
     onnx = import_onnx()
-    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as torch_max
-
+    try:   # the TorchScript exporter's own limit (torch 2.13: 20)
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as torch_max
+    except ImportError:
+        torch_max = DEFAULT_OPSET
     top = min(onnx.defs.onnx_opset_version(), torch_max)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
         raise ConfigError(f"--opset must be a whole number from {MIN_OPSET} to {top}, got {opset!r}")
@@ -277,10 +278,13 @@ class Parity:
                 "parity_input": "x".join(map(str, self.shape))}
 
 
-def stage_parity(session, model: nn.Module, stage: int, batch: int = 2, height: int = 36, width: int = 52,
-                 seed: int = 0) -> Parity:
-    """Run ``session`` (ONNX Runtime) and the torch fp32 stage on one random input and compare."""
-    frames, noise_map = example_inputs(batch, height, width, seed)
+def stage_parity(session, model: nn.Module, stage: int, feed: dict[str, Any] | None = None) -> Parity:
+    """Run ``session`` (ONNX Runtime) and the torch fp32 stage on one input and compare: ``feed``
+    (numpy ``frames`` and ``noise_map``), or a random ``2x3x3x36x52`` window."""
+    if feed is None:
+        frames, noise_map = example_inputs(2, 36, 52)
+    else:
+        frames, noise_map = torch.from_numpy(feed["frames"]), torch.from_numpy(feed["noise_map"])
     got = session.run([OUTPUT_NAME], {"frames": frames.numpy(), "noise_map": noise_map.numpy()})[0]
     net = copy.deepcopy(model).float().to("cpu").eval()
     with torch.no_grad():
@@ -313,8 +317,9 @@ class ExportResult:
         """One line per stage for the command's output."""
         lines = []
         for path, parity in zip(self.paths, self.parity):
+            source = "calibration window" if self.precision == "int8" else "random input"
             lines.append(f"wrote {path} ({self.precision}; against torch fp32: max |diff| {parity.max_abs:.2g}, "
-                         f"PSNR {parity.psnr_db:.1f} dB on a {'x'.join(map(str, parity.shape))} input)")
+                         f"PSNR {parity.psnr_db:.1f} dB on a {'x'.join(map(str, parity.shape))} {source})")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
@@ -370,7 +375,8 @@ def export_model(name_or_path: str | None, output: str | Path, *, opset: int = D
 
             blob, extra = quantize_stage(blob, calibration[stage - 1], label=f"{path.name}")
         check_model_bytes(blob, str(path))
-        parity = stage_parity(cpu_session(blob), net, stage)
+        # int8 is compared on a calibration window: random stage-2 input lies outside its ranges.
+        parity = stage_parity(cpu_session(blob), net, stage, calibration[stage - 1][0] if calibration else None)
         if precision == "fp32" and not parity.max_abs <= FP32_TOLERANCE:
             raise ModelError(f"{path}: ONNX Runtime differs from torch by {parity.max_abs:.3g} "
                              f"(at most {FP32_TOLERANCE} allowed for fp32)")

@@ -159,7 +159,6 @@ class OrtRunner:
         self.network: OrtNetwork = getattr(network, "inner", network)
         self.device = self.network.device
         self.options = options or InferenceOptions(precision="fp32")
-        self.dtype = torch.float32
 
     def stage1(self, triplets: torch.Tensor, noise_maps: torch.Tensor) -> torch.Tensor:
         """Stage-1 outputs ``(N, 3, H, W)`` for triplets ``(N, 3, 3, H, W)`` and maps ``(N, 1, H, W)``."""

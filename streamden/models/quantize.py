@@ -7,10 +7,13 @@ range (the network is non-blind, so its noise-map input must see the whole range
 is calibrated on the three triplets of each window, stage 2 on the torch fp32 stage-1
 outputs of the same window: the inputs each stage meets when it runs.
 
-Only the convolutions are quantised (weights int8 per output channel, activations uint8
-per tensor, the U8S8 pair x86 CPUs run fastest); the skip additions, the pixel shuffles
-and the final ``centre - prediction`` stay float32, so that the output is not rounded to
-an 8-bit grid of its own.
+The convolutions and their ReLUs are quantised (weights int8 per output channel,
+activations uint8 per tensor: the U8S8 pair, 1.7x faster than S8S8 here); with the ReLU
+quantised too, a convolution's output stays uint8 into the next one (ONNX Runtime fuses the
+pair into one QLinearConv), 1.2x faster than convolutions alone and no worse (-0.007 against
+-0.045 dB at sigma 10 on a validation crop). The skip additions, the pixel shuffles and the
+final ``centre - prediction`` stay float32, so that the output is not rounded to an 8-bit
+grid of its own.
 """
 from __future__ import annotations
 
@@ -113,12 +116,12 @@ def quantize_stage(blob: bytes, feeds: list[Feed], label: str = "stage") -> tupl
         try:
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.Percentile,
+                            op_types_to_quantize=["Conv", "Relu"], calibrate_method=CalibrationMethod.Percentile,
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         finally:
             root.setLevel(level)
         data = dst.read_bytes()
-    meta = {"quantisation": "static int8, QDQ; Conv only (weights int8 per channel, activations uint8 per "
+    meta = {"quantisation": "static int8, QDQ; Conv and Relu (weights int8 per channel, activations uint8 per "
                             f"tensor, calibrated to the {CALIBRATION_PERCENTILE} percentile); additions, pixel "
                             "shuffles and the residual in float32",
             "calibration": f"{len(feeds)} windows of {'x'.join(map(str, feeds[0]['frames'].shape[-2:]))} pixels, "
