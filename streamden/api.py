@@ -31,7 +31,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
-    ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``precision``, ``queue_size``, ``hwaccel`` ("none", "cuda" or "auto": NVDEC decoding).
+    ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``precision``, ``queue_size``, ``hwaccel`` ("none", "cuda" or "auto": NVDEC decoding),
+    ``backend`` ("torch" or "onnxruntime"; ``model`` may then be an export ``NAME.onnx``).
     Everything is checked before any work starts, so bad input leaves no output behind.
     ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
     progress bar); ``on_frame(frame)`` after each frame is written.

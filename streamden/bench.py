@@ -15,6 +15,9 @@ Per size (``540p``, ``1080p``, ``2160p`` or ``WxH``):
   fuse, download, encode) with the fast options, against a synchronous loop doing the
   same work with the naive network; plus decode and encode alone, the bounds of the graph.
 
+``--backend onnxruntime`` adds ONNX Runtime rows to the network and end-to-end parts: the
+model exported in memory (fp32), and an export file (``--model NAME.onnx``, e.g. int8).
+
 Speed depends on the weights' shapes only, so an untrained network stands in where no
 weights ship. PyAV is imported lazily (``--parts network,align`` runs without it).
 """
@@ -298,12 +301,17 @@ def _naive_baseline(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 
 
 def _streaming(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
-               options: InferenceOptions) -> Callable[[], None]:
-    """The engine every front door runs, with ``options``, on unaligned frames."""
+               options: InferenceOptions, ort: str | None = None) -> Callable[[], None]:
+    """The engine every front door runs, with ``options``, on unaligned frames; on the onnxruntime
+    backend when ``ort`` is given (``""``: ``model`` exported in memory, else an export NAME.onnx)."""
     from .config import make_config
     from .engine import Engine
 
-    engine = Engine(make_config(None, device=str(device), align="none"), model=model, options=options)
+    if ort is None:
+        engine = Engine(make_config(None, device=str(device), align="none"), model=model, options=options)
+    else:
+        config = make_config(None, device=str(device), align="none", backend="onnxruntime", model=ort or None)
+        engine = Engine(config, model=None if ort else model, options=options)
 
     def run() -> None:
         stream = engine.stream()
@@ -313,9 +321,19 @@ def _streaming(model: torch.nn.Module, frames: torch.Tensor, device: torch.devic
     return run
 
 
+def onnxruntime_configurations(onnx_model: str | None) -> list[tuple[str, InferenceOptions, str]]:
+    """The onnxruntime rows: the model exported in memory (fp32), and an export file when given."""
+    rows = [("onnxruntime fp32 (exported in memory)", InferenceOptions(precision="fp32"), "")]
+    if onnx_model:
+        rows.append((f"onnxruntime {Path(onnx_model).name}", InferenceOptions(), onnx_model))
+    return rows
+
+
 def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
-                  peaks: dict[str, float], repeat: int) -> list[BenchRow]:
-    """The naive baseline and the optimisation ladder on frames already on the device."""
+                  peaks: dict[str, float], repeat: int, backend: str = "torch",
+                  onnx_model: str | None = None) -> list[BenchRow]:
+    """The naive baseline and the optimisation ladder on frames already on the device; with
+    ``backend`` onnxruntime, its rows after torch's (:func:`onnxruntime_configurations`)."""
     count, (height, width) = frames.shape[0], frames.shape[-2:]
     block_flops = block_flops_per_pixel(model) * ((height + 3) // 4 * 4) * ((width + 3) // 4 * 4)
     rows = []
@@ -330,6 +348,11 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
                  lambda: _naive_baseline(model, frames, device))]
     measured += [(name, options, streaming_blocks, lambda options=options: _streaming(model, frames, device, options))
                  for name, options in ladder]
+    ort_rows = onnxruntime_configurations(onnx_model) if backend == "onnxruntime" else []
+    measured += [(name, options, streaming_blocks,
+                  lambda options=options, ort=ort: _streaming(model, frames, device, options, ort))
+                 for name, options, ort in ort_rows]
+    ort_names = {name: ort for name, _, ort in ort_rows}
     if device.type == "cpu" and not malloc_tuned_by_env():
         tune_malloc(False)   # every size's baseline runs on glibc's defaults (an earlier size tuned them)
     threads = torch.get_num_threads()
@@ -344,7 +367,10 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
             del run
         torch.set_num_threads(threads)
         fps = count / seconds
-        precision = _peak_key(resolve_precision(options.precision, device), device)
+        if name in ort_names:
+            precision = _onnx_precision(ort_names[name], options)
+        else:
+            precision = _peak_key(resolve_precision(options.precision, device), device)
         tflops = blocks * block_flops * fps / 1e12
         _add(rows, BenchRow("network", name, fps, tflops=tflops, memory_mb=memory[0],
                              peak_share=tflops / peaks[precision] if precision in peaks else None,
@@ -352,6 +378,15 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return _with_ratios(rows)
+
+
+def _onnx_precision(onnx_model: str, options: InferenceOptions) -> str:
+    """The precision an onnxruntime row runs in: the export's, or the options' for an in-memory export."""
+    if not onnx_model:
+        return options.precision
+    from .models.onnx_export import read_onnx_metadata, stage_paths
+
+    return read_onnx_metadata(stage_paths(onnx_model)[0]).get("precision", "fp32")
 
 
 def _with_ratios(rows: list[BenchRow]) -> list[BenchRow]:
@@ -400,8 +435,10 @@ def bench_alignment(frames: torch.Tensor, device: torch.device, repeat: int) -> 
 # --- end to end ---------------------------------------------------------------------------
 
 def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, encoder_preset: str,
-                     repeat: int, model_path: str | None) -> list[BenchRow]:
-    """A clip through the graph with the fast options against a synchronous naive loop."""
+                     repeat: int, model_path: str | None, backend: str = "torch",
+                     onnx_model: str | None = None) -> list[BenchRow]:
+    """A clip through the graph with the fast options against a synchronous naive loop; with
+    ``backend`` onnxruntime, the graph on it too (the model exported in memory, and ``onnx_model``)."""
     from .api import denoise_video
     from .io import VideoFileSink, VideoFileSource
     from .io.hwaccel import nvdec_problem
@@ -415,7 +452,8 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
         out = Path(tmp) / "out.mp4"
 
         def graph(**options) -> Callable[[], None]:
-            return lambda: denoise_video(str(clip), str(out), preset="restoration", model=weights, device=str(device),
+            options.setdefault("model", weights)
+            return lambda: denoise_video(str(clip), str(out), preset="restoration", device=str(device),
                                          sigma=BENCH_SIGMA, overwrite=True, encoder_preset=encoder_preset,
                                          handle_signals=False, **options)
 
@@ -450,6 +488,11 @@ def bench_end_to_end(size: tuple[int, int], frames: int, device: torch.device, e
         nvdec = device.type == "cuda" and nvdec_problem(str(clip)) is None
         if nvdec:
             runs.append(("graph, defaults, flow, NVDEC decoding", graph(hwaccel="cuda")))
+        if backend == "onnxruntime":
+            runs.append(("graph, onnxruntime fp32, flow", graph(backend="onnxruntime", precision="fp32")))
+            if onnx_model:
+                runs.append((f"graph, onnxruntime {Path(onnx_model).name}, flow",
+                             graph(backend="onnxruntime", model=onnx_model)))
         for name, run in runs:
             with _peak_memory(device) as memory:   # a whole job: loading and start-up count
                 seconds = _best_seconds(run, device, repeat, warm_up=False)
@@ -496,24 +539,41 @@ def _bench_weights(folder: Path, device: torch.device) -> str:
 
 def run_bench(sizes: list[tuple[int, int]] | None = None, frames: int = 16, device: str = "auto",
               parts: tuple[str, ...] = PARTS, encoder_preset: str = "veryfast", repeat: int = 2,
-              model: str | None = None) -> BenchResult:
+              model: str | None = None, backend: str = "torch") -> BenchResult:
     """Measure the chosen ``parts`` at every size; see the module docstring for the rows.
+
+    ``backend`` onnxruntime adds its rows beside torch's; ``model`` may then be an export
+    ``NAME.onnx`` (the torch rows then run the bench model, which has the same shapes).
 
     >>> print(run_bench([(64, 48)], frames=6, device="cpu").format_table())  # doctest: +SKIP
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown bench parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    from .config import BACKENDS
+    from .errors import ConfigError
+    from .models.onnx_export import import_onnxruntime, is_onnx_model
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"bench: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if is_onnx_model(model) and backend != "onnxruntime":
+        raise ConfigError(f"bench: {model} is an ONNX export; measure it with --backend onnxruntime")
+    if backend == "onnxruntime":
+        import_onnxruntime()
     dev = resolve_device(device)
     with torch.no_grad():
-        return _run_sizes(sizes or [SIZES["540p"]], frames, dev, parts, encoder_preset, repeat, model)
+        return _run_sizes(sizes or [SIZES["540p"]], frames, dev, parts, encoder_preset, repeat, model, backend)
 
 
 def _run_sizes(sizes: list[tuple[int, int]], frames: int, dev: torch.device, parts: tuple[str, ...],
-               encoder_preset: str, repeat: int, model: str | None) -> BenchResult:
+               encoder_preset: str, repeat: int, model: str | None, backend: str = "torch") -> BenchResult:
     precisions = ["fp32", "tf32", "fp16", "bf16"] if dev.type == "cuda" else (
         ["fp32", "bf16"] if resolve_precision("auto", dev) == torch.bfloat16 else ["fp32"])
     result = BenchResult(device=str(dev), environment=environment(dev), peak_tflops=measure_peak_tflops(dev, precisions))
+    from .models.onnx_export import is_onnx_model
+
+    onnx_model = model if is_onnx_model(model) else None
+    model = None if onnx_model else model
     net = load_model(model or BENCH_MODEL, device=dev, allow_untrained=True)
     for size in sizes:
         print(f"streamden bench: {size[0]}x{size[1]}, {frames} frames on {dev}", file=sys.stderr, flush=True)
@@ -521,11 +581,11 @@ def _run_sizes(sizes: list[tuple[int, int]], frames: int, dev: torch.device, par
         images = noisy_frames(size, frames)
         tensors = torch.stack([image_to_tensor(image, dev) for image in images])
         if "network" in parts:
-            entry.rows += bench_network(net, tensors, dev, result.peak_tflops, repeat)
+            entry.rows += bench_network(net, tensors, dev, result.peak_tflops, repeat, backend, onnx_model)
         if "align" in parts:
             entry.rows += bench_alignment(tensors, dev, repeat)
         del tensors
         if "end_to_end" in parts:
-            entry.rows += bench_end_to_end(size, frames, dev, encoder_preset, repeat, model)
+            entry.rows += bench_end_to_end(size, frames, dev, encoder_preset, repeat, model, backend, onnx_model)
         result.sizes.append(entry)
     return result

@@ -1,4 +1,4 @@
-"""The ``streamden`` command: denoise, live, info, sample, bench, train, eval, models, import."""
+"""The ``streamden`` command: denoise, live, info, sample, bench, train, eval, models, import, export."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,9 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"],
                    help="network arithmetic: auto (default: fp16 on CUDA, bf16 on a CPU with native bf16, "
                         "else fp32); see README \"Speed\"")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"],
+                   help="what runs the network: torch (default) or onnxruntime (needs streamden[onnx]; --model may "
+                        "then be an export NAME.onnx, e.g. an int8 one); see README \"ONNX\"")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1", "png", "tiff"], help="output codec")
     p.add_argument("--crf", type=int, help="encoder quality (lower is better; default from the preset)")
     p.add_argument("--encoder-preset", choices=ENCODER_SPEEDS, help="encoder speed preset")
@@ -121,7 +124,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
-            hwaccel=args.hwaccel, precision=args.precision, preview=preview)
+            hwaccel=args.hwaccel, precision=args.precision, preview=preview, backend=args.backend)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
@@ -156,7 +159,7 @@ def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: st
                        device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
                        encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
                        isolate=False if args.no_isolate else None, hwaccel=args.hwaccel,
-                       precision=args.precision)
+                       precision=args.precision, backend=args.backend)
 
 
 def _run_on_ray(args: argparse.Namespace, preset: str | None, encoder_preset: str | None) -> int:
@@ -348,6 +351,9 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--fps", help="output frame rate (default: the source's nominal rate)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"],
+                   help="what runs the network: torch (default) or onnxruntime (needs streamden[onnx]; --model may "
+                        "then be an export NAME.onnx, e.g. an int8 one); see README \"ONNX\"")
     p.add_argument("--lookahead", type=int, choices=[0, 1, 2], help="future frames to wait for (default: preset)")
     p.add_argument("--latency", type=float, help="arrival-to-emission bound in seconds (default: lookahead + 2 periods)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
@@ -389,7 +395,7 @@ def _run_live(args: argparse.Namespace) -> int:
                              config_file=args.config, overrides=overrides, duration=args.duration,
                              metrics_port=args.metrics_port, stats_every=args.stats, print_fn=say,
                              on_job=on_job, preview=preview, sigma=args.sigma, device=args.device,
-                             model=args.model, fps=args.fps)
+                             model=args.model, fps=args.fps, backend=args.backend)
     finally:
         if previous:
             signal.signal(signal.SIGTERM, previous[0])
@@ -425,6 +431,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="bench live: override a key of the surveillance preset, e.g. --set live.latency=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="onnxruntime: add its rows (network, end to end) beside torch's; --model may be an "
+                        "export NAME.onnx (needs streamden[onnx])")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--report", help="also write the markdown tables to this file")
     p.set_defaults(run=_run_bench)
@@ -443,6 +452,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
         _require(args.seconds > 0, f"streamden bench live: --seconds must be positive, got {args.seconds:g}")
         _require(args.fps > 0, f"streamden bench live: --fps must be positive, got {args.fps:g}")
+        _require(args.backend == "torch", "streamden bench live: --backend is for the file benchmark "
+                                          "(streamden live --backend onnxruntime runs the live pipeline on it)")
         _require(args.viewer >= 0, f"streamden bench live: --viewer takes a number of pairs (0 or more), got {args.viewer}")
         result = run_live_bench(sizes, seconds=args.seconds, fps=args.fps, device=args.device, model=args.model,
                                 viewer=args.viewer, overrides=args.set, record=args.record)
@@ -462,7 +473,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     _require(args.frames >= 1, f"streamden bench: --frames must be at least 1, got {args.frames}")
     _require(args.repeat >= 1, f"streamden bench: --repeat must be at least 1, got {args.repeat}")
     result = run_bench(sizes, frames=args.frames, device=args.device, parts=parts,
-                       encoder_preset=args.encoder_preset, repeat=args.repeat, model=args.model)
+                       encoder_preset=args.encoder_preset, repeat=args.repeat, model=args.model,
+                       backend=args.backend)
     table = result.format_table()
     print(table)
     if args.json:
@@ -593,6 +605,38 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (two stage files, dynamic sizes, metadata; fp16, int8)",
+                       description="Export MODEL's two stages to OUT.stage1.onnx and OUT.stage2.onnx (dynamic batch, "
+                                   "height and width; inputs frames (N,3,3,H,W) and noise_map (N,1,H,W), H and W "
+                                   "multiples of 4). Each file is checked with onnx.checker and compared with torch "
+                                   "in ONNX Runtime before it is written. Needs streamden[onnx].")
+    p.add_argument("model", help="registered model name (streamden models) or a .safetensors file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
+                   help="export name: writes OUT.stage1.onnx and OUT.stage2.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights and arithmetic (float32 inputs and "
+                                                       "outputs); for GPUs and accelerators")
+    p.add_argument("--int8", action="store_true", help="static int8 quantisation (QDQ), calibrated on --calibrate")
+    p.add_argument("--calibrate", metavar="DIR", help="footage to calibrate int8 on: video files or frame folders")
+    p.add_argument("--windows", type=int, default=24, help="calibration windows (default 24)")
+    p.add_argument("--crop", type=int, default=128, help="calibration crop in pixels (default 128)")
+    p.add_argument("--overwrite", action="store_true", help="replace the stage files if they exist")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .models.onnx_export import DEFAULT_OPSET, export_model
+
+    _require(args.windows >= 1, f"--windows must be at least 1, got {args.windows}")
+    _require(args.crop >= 16, f"--crop must be at least 16 pixels, got {args.crop}")
+    result = export_model(args.model, args.output, opset=args.opset or DEFAULT_OPSET, fp16=args.fp16,
+                          int8=args.int8, calibrate=args.calibrate, windows=args.windows, crop=args.crop,
+                          overwrite=args.overwrite)
+    print(result.summary(), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamden`` command."""
     from . import __version__
@@ -600,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamden", description="Video and burst denoising with deep learning.")
     parser.add_argument("--version", action="version", version=f"streamden {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_denoise, _add_batch, _add_verify, _add_live, _add_burst, _add_info, _add_sample, _add_bench, _add_train, _add_eval, _add_models, _add_import):
+    for add in (_add_denoise, _add_batch, _add_verify, _add_live, _add_burst, _add_info, _add_sample, _add_bench, _add_train, _add_eval, _add_models, _add_import, _add_export):
         add(sub)
     return parser
 

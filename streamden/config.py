@@ -24,14 +24,17 @@ if TYPE_CHECKING:
     from .models.accel import InferenceOptions
 
 T = TypeVar("T")
+#: How the network runs: torch (NetworkRunner) or ONNX Runtime (models/ort_runner.py).
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass
 class ModelConfig:
     """Which network and how to run it."""
 
-    name: str = "fastdvdnet-aligned"    # registry name or a path to .safetensors (registry.DEFAULT_MODEL)
+    name: str = "fastdvdnet-aligned"    # registry name, a .safetensors path, or an export NAME.onnx (onnxruntime)
     device: str = "auto"                 # auto | cpu | cuda
+    backend: str = "torch"               # torch | onnxruntime (pip install "streamden[onnx]"; README "ONNX")
     precision: str = "auto"              # auto (fp16 on CUDA, bf16 on a CPU with native bf16) | fp32 | fp16 | bf16
     channels_last: bool = True           # NHWC layout for convolutions
     fold_batchnorm: bool = True          # fold BatchNorm into the convolutions (inference only)
@@ -42,6 +45,8 @@ class ModelConfig:
     tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         _check_at_least("model.tile", self.tile, 0)
         _check_at_least("model.tile_overlap", self.tile_overlap, 0)
 
@@ -313,6 +318,7 @@ OPTION_KEYS = {
     "model": "model.name",
     "device": "model.device",
     "precision": "model.precision",
+    "backend": "model.backend",
     "align": "align.mode",
     "codec": "encode.codec",
     "crf": "encode.crf",

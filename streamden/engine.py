@@ -8,7 +8,9 @@ reaches every one of them. The engine owns:
   ``model.tile`` asks and on CUDA, where running out of memory falls back to tiles
   (:mod:`streamden.models.tiling`);
 * how it runs (``model.precision``, ``channels_last``, BatchNorm folding, cuDNN autotuning,
-  CUDA graphs, ``batch``: one shared :class:`~streamden.models.accel.NetworkRunner`);
+  CUDA graphs, ``batch``: one shared :class:`~streamden.models.accel.NetworkRunner`; or,
+  with ``model.backend: onnxruntime``, an :class:`~streamden.models.ort_runner.OrtRunner`
+  with the same calls, on an ONNX export or the model exported in memory);
 * alignment (``align.*``, ``auto`` following the model card): each :meth:`stream` gets its
   own aligner and stage-1 cache over the shared runner;
 * the single-frame pass (:meth:`single_frame`: one frame five times, so stage 1 runs once;
@@ -67,15 +69,25 @@ class Engine:
                  options: InferenceOptions | None = None, live: bool = False) -> None:
         self.config = config
         self.device = resolve_device(device if device is not None else config.model.device)
-        if model is None:
-            self.model_align = model_alignment(config.model.name)
-            model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
-        else:
-            self.model_align = "none"
+        self.backend = config.model.backend
         options = options or config.model.inference_options()
         self.options = options.with_(batch=1) if live else options
-        network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
-        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
+        if self.backend == "onnxruntime":
+            from .models.ort_runner import OrtRunner, ort_network
+
+            network = ort_network(config.model.name, self.device, self.options.precision, model=model,
+                                  allow_untrained=allow_untrained)
+            self.model_align = "none" if model is not None else model_alignment(config.model.name)
+            self.runner = OrtRunner(maybe_tiled(network, config.model.tile, config.model.tile_overlap, self.device),
+                                    self.options)
+        else:
+            if model is None:
+                model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
+                self.model_align = model_alignment(config.model.name)
+            else:
+                self.model_align = "none"
+            network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
+            self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
         self.lock = threading.Lock()
 
     @property

@@ -97,6 +97,9 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
 
     >>> net = load_model(allow_untrained=True)
     """
+    if name_or_path and str(name_or_path).endswith(".onnx"):
+        raise ModelError(f"{name_or_path}: an ONNX export runs on the onnxruntime backend "
+                         f"(--backend onnxruntime, model.backend: onnxruntime), not in torch")
     if name_or_path and str(name_or_path).endswith(".safetensors"):
         state, meta = load_weights(name_or_path, device="cpu")
         arch = meta.get("architecture", "fastdvdnet")
@@ -119,11 +122,16 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
 
 
 def model_alignment(name_or_path: str | None = None) -> str:
-    """The ``align.mode`` a model was trained with: its card's, or a weights file's metadata.
+    """The ``align.mode`` a model was trained with: its card's, or a weights file's or an ONNX
+    export's metadata.
 
     >>> model_alignment("fastdvdnet-gaussian"), model_alignment("fastdvdnet-aligned")
     ('none', 'flow')
     """
+    if name_or_path and str(name_or_path).endswith(".onnx"):
+        from .onnx_export import read_onnx_metadata, stage_paths
+
+        return read_onnx_metadata(stage_paths(name_or_path)[0]).get("align", "none")
     if name_or_path and str(name_or_path).endswith(".safetensors"):
         return read_metadata(name_or_path).get("align", "none")
     return get_card(name_or_path).align

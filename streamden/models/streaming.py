@@ -137,7 +137,8 @@ class StreamingDenoiser:
     Memory is bounded: after the output of frame ``t`` only frames ``>= t - 1`` and stage-1
     outputs whose triplet centre is ``>= t`` are kept (at most 5 frames and 4 outputs, plus
     ``batch - 1`` more of each when batching).
-    ``model`` is a network or a shared :class:`~streamden.models.accel.NetworkRunner`;
+    ``model`` is a network or a shared runner (:class:`~streamden.models.accel.NetworkRunner`,
+    :class:`~streamden.models.ort_runner.OrtRunner`);
     ``options`` (:class:`~streamden.models.accel.InferenceOptions`) say how a network runs:
     the default is the plain fp32 model, exactly what :func:`denoise_sequence` computes.
     With ``options.batch`` > 1 outputs come ``batch`` at a time: the new triplets of
@@ -172,7 +173,8 @@ class StreamingDenoiser:
         self.lookahead = lookahead
         self.device = torch.device(device)
         self.aligner = aligner
-        self.runner = model if isinstance(model, NetworkRunner) else NetworkRunner(model, self.device, options)
+        # A network is wrapped in a runner; anything else is a runner already (torch or onnxruntime).
+        self.runner = NetworkRunner(model, self.device, options) if isinstance(model, nn.Module) else model
         self.batch = int(self.runner.options.batch)
         self.single_stage = bool(getattr(self.runner.model, "single_stage", False))
         self._base = 0          # global index of frame 0 of the current sequence
