@@ -113,9 +113,12 @@ class _Stage(nn.Module):
 
     def forward(self, frames: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         fn = self.model.stage1 if self.stage == 1 else self.model.stage2
-        if self.half:
-            return fn(frames.half(), noise_map.half()).float()
-        return fn(frames, noise_map)
+        out = fn(frames.half(), noise_map.half()).float() if self.half else fn(frames, noise_map)
+        if getattr(self.model, "single_stage", False) and self.stage == 2:
+            # LiteDVD's stage 2 only picks a frame: without a use of the noise map the exporter
+            # drops that input and the file loses the interface every stage file shares.
+            out = out + 0.0 * noise_map.amax()
+        return out
 
 
 def pad_multiple(model: nn.Module) -> int:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 from .accel import InferenceOptions
+from .registry import ARCHITECTURES
 from .onnx_export import (INPUT_NAMES, OUTPUT_NAME, export_stage, import_onnxruntime, pad_multiple,
                           read_onnx_metadata, stage_paths)
 
@@ -80,6 +81,10 @@ class OrtNetwork:
         self.sessions = (stage1, stage2)
         self.metadata = dict(metadata or {})
         self.multiple = int(self.metadata.get("pad_multiple", 4))
+        # One block per output frame (LiteDVD): the streaming engine then skips stage 2.
+        architecture = ARCHITECTURES.get(self.metadata.get("architecture", ""))
+        self.single_stage = (self.metadata.get("single_stage") == "true"
+                             or bool(getattr(architecture, "single_stage", False)))
 
     @property
     def precision(self) -> str:
@@ -142,8 +147,9 @@ def network_from_module(model: nn.Module, device: str | torch.device = "cpu", pr
     fp16 = precision == "fp16"
     sessions = [make_session(export_stage(model, stage, fp16=fp16), device, f"{name or 'model'} stage {stage}")
                 for stage in (1, 2)]
-    return OrtNetwork(*sessions, device=device, metadata={"model": name, "precision": "fp16" if fp16 else "fp32",
-                                                          "pad_multiple": str(pad_multiple(model))})
+    return OrtNetwork(*sessions, device=device, metadata={
+        "model": name, "precision": "fp16" if fp16 else "fp32", "pad_multiple": str(pad_multiple(model)),
+        "single_stage": str(bool(getattr(model, "single_stage", False))).lower()})
 
 
 class OrtRunner:

@@ -208,3 +208,15 @@ def test_every_front_door_takes_the_backend() -> None:
         assert parser.parse_args([*argv, "--backend", "onnxruntime"]).backend == "onnxruntime"
     for door, preset in (("live", "surveillance"), ("frames", None), ("burst", "night_burst")):
         assert make_config(preset, door=door, backend="onnxruntime").model.backend == "onnxruntime"
+
+
+def test_lite_exports_and_streams_one_block_per_frame_on_onnxruntime(tmp_path: Path) -> None:
+    out = tmp_path / "lite.onnx"
+    assert main(["export", "lite", "-o", str(out)]) == 0
+    assert read_onnx_metadata(stage_paths(out)[1])["inputs"].startswith("frames")   # stage 2 keeps both inputs
+    clip = torch.rand(5, 3, 22, 30, generator=torch.Generator().manual_seed(2))
+    for model in (str(out), "lite"):   # the export file, and the registered model exported in memory
+        engine = _engine(model)
+        assert engine.single_stage and engine.blocks_per_frame(1) == 1
+        ref = _engine("lite", backend="torch", precision="fp32").denoise_clip(clip, 25.0)
+        torch.testing.assert_close(engine.denoise_clip(clip, 25.0), ref, rtol=0, atol=FP32_TOLERANCE)
