@@ -15,7 +15,9 @@ reaches every one of them. The engine owns:
   a per-pixel noise map; optionally at reduced resolution), used by live's cheap paths,
   burst and eval's single-frame baseline;
 * the noise level (``noise.sigma``, ``noise.smoothing``): :meth:`sigma_tracker` and
-  :meth:`estimate_sigma`.
+  :meth:`estimate_sigma`;
+* self-supervised adaptation to the footage (``adapt.*``, :meth:`adapt`): the network is
+  fine-tuned on noisy frames and replaces the loaded one for every later stream.
 
 Streams sharing an engine take turns on :attr:`lock` for each network call where they run
 in threads of their own (live); the graph runs one denoise node per engine.
@@ -74,9 +76,41 @@ class Engine:
             self.model_align = "none"
         options = options or config.model.inference_options()
         self.options = options.with_(batch=1) if live else options
-        network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
-        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
         self.lock = threading.Lock()
+        self.adapted = None            # the AdaptResult once :meth:`adapt` ran
+        self.replace_model(model)
+
+    def replace_model(self, model: nn.Module) -> None:
+        """Run ``model`` from now on (same alignment, options and tiling): adapted weights.
+
+        >>> from streamden.config import make_config
+        >>> engine = Engine(make_config(None, device="cpu"))
+        >>> engine.replace_model(engine.model); engine.aligns
+        True
+        """
+        self.model = model             # as loaded: BatchNorm not folded (adaptation trains it)
+        network = maybe_tiled(model, self.config.model.tile, self.config.model.tile_overlap, self.device)
+        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
+
+    def adapt(self, clips: list, seconds: float = 0.0, progress=None, material=None):
+        """Fine-tune the network on noisy footage, no clean data (:func:`streamden.train.adapt.adapt_model`,
+        recipe ``config.adapt``), and run the best weights from now on; returns the
+        :class:`~streamden.train.adapt.AdaptResult`. ``clips`` are
+        :class:`~streamden.train.adapt.Clip` records; ``seconds`` > 0 bounds the time.
+
+        >>> from streamden.config import make_config
+        >>> from streamden.train.adapt import clip_from_array
+        >>> engine = Engine(make_config(None, None, ["adapt.steps=1", "adapt.patch=16"], door="frames", device="cpu"))
+        >>> engine.adapt([clip_from_array(torch.rand(6, 3, 32, 32))]).steps
+        1
+        """
+        from .train.adapt import adapt_model
+
+        result = adapt_model(self.model, clips, self.config, model_align=self.model_align, device=self.device,
+                             seconds=seconds, base=self.config.model.name, progress=progress, material=material)
+        self.replace_model(result.model.to(self.device))
+        self.adapted = result
+        return result
 
     @property
     def tiles_used(self) -> int:
