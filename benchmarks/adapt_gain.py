@@ -44,7 +44,7 @@ from streamden.train.adapt import clip_from_array
 from streamden.train.data import read_clip
 
 VAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "val" / "videos"
-SIGMA_GRID = (5, 10, 15, 20, 25, 30, 40)
+SIGMA_GRID = (10, 15, 20, 30, 40)
 
 
 def load_clean(clip: str, frames: int, crop: int, stride: int, root: Path) -> torch.Tensor:

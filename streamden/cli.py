@@ -97,7 +97,10 @@ def _run_denoise(args: argparse.Namespace) -> int:
     def start_bar(source) -> None:
         # The bar appears once the input is open and the network built: an error before that
         # (config, input, output, model) is the only line on stderr.
-        nonlocal bar
+        nonlocal bar, adapt_bar
+        if adapt_bar is not None:      # adaptation is over: its bar gives way to the denoising one
+            adapt_bar.close()
+            adapt_bar = None
         if not args.no_progress:
             from tqdm import tqdm
             bar = tqdm(total=source.estimated_frame_count, unit="frame", desc="denoise", dynamic_ncols=True,

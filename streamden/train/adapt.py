@@ -67,6 +67,7 @@ MIN_FRAMES = 6      # two centre frames with full windows: one to train on, one 
 MIN_SIDE = 16       # smallest frame side adapted on (pixels)
 MAX_CENTRES = 48    # centre frames prepared at most (memory: about 2.5 MB each at region 256)
 MAX_HELD_OUT = 4    # held-out centre frames at most (each check runs the network on them)
+HELD_OUT_SIDE = 128  # held-out regions are cut to this (a check then costs about four training steps)
 MIN_COVERAGE = 0.25  # a target whose flow is trusted on less of the region is dropped (a cut)
 WARMUP = 10         # steps of linear learning-rate warm-up
 #: Input window positions (into t-2 .. t+2) for target t-1 (side 0) and t+1 (side 1).
@@ -242,8 +243,11 @@ def prepare(clips: Sequence[Clip], config: "DenoiseConfig", model_align: str) ->
             masks_c.append(target_masks[1])
         if not sides:
             continue
-        window = aligned if align_input else raw
-        centre = _Centre(window.half(), targets.half(), target_masks.half(), sides)
+        parts = [aligned if align_input else raw, targets, target_masks]
+        if k in held_idx:
+            top, left = (h - min(h, HELD_OUT_SIDE)) // 2, (w - min(w, HELD_OUT_SIDE)) // 2
+            parts = [p[..., top:top + min(h, HELD_OUT_SIDE), left:left + min(w, HELD_OUT_SIDE)] for p in parts]
+        centre = _Centre(*(p.half() for p in parts), sides)
         (held if k in held_idx else train).append(centre)
     aligner.reset()
     if not train or not held:
