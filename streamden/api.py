@@ -122,7 +122,7 @@ class Denoiser:
         float), no clean data, within ``adapt.seconds`` (default: under half the time denoising
         them takes); returns the :class:`~streamden.train.adapt.AdaptResult`.
 
-        >>> den = Denoiser(sigma=20, device="cpu", overrides=["adapt.steps=1", "adapt.patch=16"])
+        >>> den = Denoiser(sigma=20, device="cpu", overrides=["adapt.steps=1", "adapt.patch=16", "adapt.seconds=60"])
         >>> den.adapt(np.zeros((6, 32, 32, 3), np.uint8)).steps
         1
         """

@@ -565,12 +565,10 @@ def adapt_files(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, 
     t0 = time.time()
     for path in inputs:
         clips += read_footage(path, config.adapt.frames, dict(decode_options(config), isolate=False))
-    log(f"read {sum(c.frames.shape[0] for c in clips)} frames of {len(inputs)} input(s) in {time.time() - t0:.1f} s")
-    t0 = time.time()
     base = config.model.name
     align = model_alignment(base)
     material = prepare(clips, config, align)      # bad footage is refused before the model loads
-    log(f"prepared {material.describe()} in {time.time() - t0:.1f} s")
+    log(f"read and prepared {material.describe()} in {time.time() - t0:.1f} s")
     device = resolve_device(config.model.device)
     model = load_model(base, device=device)
     ckpt = checkpoint_path(out)

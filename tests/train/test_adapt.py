@@ -3,6 +3,9 @@ weights round-trip and are used by --model, frame-to-frame correlated noise is r
 bad input is one clear error. Tiny clips, fp32, a few steps each."""
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +148,19 @@ def test_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="steps must be a whole number of at least 1"):
         cfg("adapt.steps=0")
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob(".*.adapt.pt"))
+
+
+def test_ctrl_c_keeps_the_best_weights_so_far(tmp_path):
+    src = make_image_sequence(tmp_path / "frames", frames=8, size=(48, 48))
+    out = tmp_path / "cam.safetensors"
+
+    def interrupt(progress) -> None:
+        if progress.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = adapt_files([src], out, cfg("adapt.steps=50", "adapt.eval_every=1", "adapt.patch=24"),
+                         progress=interrupt)
+    assert result.stopped == "interrupted" and result.steps == 2
+    assert read_metadata(out)["adapt_stopped"] == "interrupted" and checkpoint_path(out).is_file()
+    written, _ = load_weights(out)
+    assert all(torch.equal(v, written[k]) for k, v in result.model.state_dict().items())
