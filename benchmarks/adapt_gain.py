@@ -163,22 +163,16 @@ def main() -> None:
             points.append((mark, step, score(e, noisy, clean, sigmas) - row["unadapted"]))
         points.append((result.seconds, result.steps, row["gain"]))
         row["curve"] = points
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-        ax.plot([p[0] for p in points], [p[2] for p in points], "o-")
-        ax.axhline(1.0, color="grey", ls=":", lw=1)
-        ax.set_xlabel("adaptation time (s, 2-core CPU shared with other jobs)")
-        ax.set_ylabel("PSNR gain over unadapted (dB)")
-        ax.set_title(f"{args.clip} {args.crop}x{args.crop}x{args.frames}, {args.noise} noise", fontsize=9)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(args.curve)
     print(json.dumps(row), flush=True)
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(row) + "\n")
+    if args.curve:
+        from streamden.train.plot import plot_curve
+
+        plot_curve([p[0] for p in points], [p[2] for p in points],
+                   f"PSNR gain over the unadapted model (dB), {args.clip} {args.crop}x{args.crop}x{args.frames}, "
+                   f"{args.noise}", args.curve, x_label="seconds")
 
 
 if __name__ == "__main__":
