@@ -63,12 +63,12 @@ def noisy_clip() -> np.ndarray:
 
 
 def test_held_out_loss_falls_on_a_synthetic_clip(noisy_clip):
-    config = cfg("adapt.steps=30", "adapt.eval_every=10", "adapt.lr=0.0003", "adapt.patience=10")
+    config = cfg("adapt.steps=20", "adapt.eval_every=10", "adapt.lr=0.0003", "adapt.patience=10")
     result = adapt_model(load_model("fastdvdnet-aligned"), [clip_from_array(noisy_clip)], config,
                          model_align="flow")
-    assert result.steps == 30 and result.stopped == "steps"
-    assert result.best_loss < result.initial_loss and result.best_step > 0
-    assert [h["step"] for h in result.history] == [0, 10, 20, 30]
+    assert result.steps == 20 and result.stopped == "steps"
+    assert result.best_loss < 0.97 * result.initial_loss and result.best_step > 0
+    assert [h["step"] for h in result.history] == [0, 10, 20]
     assert not result.correlated and result.correlation is not None and abs(result.correlation) < 0.2
 
 
