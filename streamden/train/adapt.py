@@ -186,15 +186,16 @@ class Material:
                 f"trained on, {len(self.held_out)} held out, regions {size}")
 
 
-def _centres(clips: Sequence[Clip]) -> list[tuple[int, int]]:
-    """(clip, centre) pairs with a full 5-frame window, at most :data:`MAX_CENTRES`, spread evenly."""
+def _centres(clips: Sequence[Clip], most: int = MAX_CENTRES) -> list[tuple[int, int]]:
+    """(clip, centre) pairs with a full 5-frame window, at most ``most``, spread evenly."""
     pairs = [(c, t) for c, clip in enumerate(clips) for t in range(2, clip.frames.shape[0] - 2)]
-    if len(pairs) > MAX_CENTRES:
-        pairs = [pairs[round(i * (len(pairs) - 1) / (MAX_CENTRES - 1))] for i in range(MAX_CENTRES)]
+    if len(pairs) > most:
+        pairs = [pairs[round(i * (len(pairs) - 1) / (most - 1))] for i in range(most)]
     return pairs
 
 
-def prepare(clips: Sequence[Clip], config: "DenoiseConfig", model_align: str) -> Material:
+def prepare(clips: Sequence[Clip], config: "DenoiseConfig", model_align: str,
+            max_centres: int = MAX_CENTRES) -> Material:
     """Cut, align and warp the training material of ``clips`` (``config.adapt``, ``config.align``).
 
     Each centre frame gets one region of ``adapt.region`` pixels (random, seeded); its window
@@ -210,7 +211,7 @@ def prepare(clips: Sequence[Clip], config: "DenoiseConfig", model_align: str) ->
         h, w = clip.frames.shape[1:3]
         if min(h, w) < MIN_SIDE:
             raise InputError(f"{clip.name}: frames of {w}x{h} are too small to adapt on (at least {MIN_SIDE}x{MIN_SIDE})")
-    pairs = _centres(clips)
+    pairs = _centres(clips, max(2, min(max_centres, MAX_CENTRES)))
     if len(pairs) < MIN_FRAMES - 4:
         longest = max((clip.frames.shape[0] for clip in clips), default=0)
         names = ", ".join(dict.fromkeys(clip.name for clip in clips)) or "input"
@@ -515,9 +516,17 @@ def adapt_model(model: nn.Module, clips: Sequence[Clip], config: "DenoiseConfig"
             if progress is not None:
                 progress(AdaptProgress(step, settings.steps, loss_value, last_held, initial, best,
                                        prep + loop_seconds, seconds, best_state))
-    if history[-1]["step"] != step:
-        history.append({"step": step, "seconds": loop_seconds, "loss": loss_value, "held_out": last_held})
     save()
+    if history[-1]["step"] != step:
+        # Steps since the last check (a budget or Ctrl-C ended the run) get a check of their
+        # own, for the result only: the checkpoint keeps the state a straight run would have.
+        t_check = time.time()
+        last_held = held_out_loss(net, material, device, dtype)
+        loop_seconds += time.time() - t_check
+        history.append({"step": step, "seconds": loop_seconds, "loss": loss_value, "held_out": last_held})
+        if last_held < best:
+            best, best_step = last_held, step
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     adapted = copy.deepcopy(model)
     adapted.load_state_dict(best_state)
     correlated = material.correlation is not None and material.correlation > settings.max_correlation
@@ -586,6 +595,7 @@ def adapt_files(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, 
 #: ``--adapt`` without ``--adapt-seconds``: adaptation takes at most this share of the time
 #: denoising the whole input is estimated to take (the issue asks for under half).
 AUTO_SHARE = 0.45
+SECONDS_PER_CENTRE = 3.0   # --adapt prepares at most one centre frame per this many seconds of budget
 
 
 def auto_seconds(engine, clip: Clip, total_frames: int) -> float:
@@ -609,10 +619,12 @@ def adapt_engine(engine, clips: Sequence[Clip], total_frames: int,
     model silently applied to a whole video is worse than none.
     """
     seconds = engine.config.adapt.seconds or auto_seconds(engine, clips[0], total_frames)
-    if seconds <= 0:
-        seconds = 1e-9   # nothing left: the unadapted model, with the checks made
+    # A short budget buys steps, not breadth: preparing a centre frame (its flows) costs about
+    # what a step does, so a few seconds of budget prepare a few centre frames only.
+    material = prepare(clips, engine.config, engine.model_align, max_centres=int(seconds / SECONDS_PER_CENTRE))
     base = engine.model
-    result = engine.adapt(list(clips), seconds=seconds, progress=progress)
+    result = engine.adapt(list(clips), seconds=max(1e-9, seconds - material.seconds), progress=progress,
+                          material=material)
     if result.correlated:
         engine.replace_model(base)
         engine.adapted = result

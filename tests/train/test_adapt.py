@@ -164,3 +164,13 @@ def test_ctrl_c_keeps_the_best_weights_so_far(tmp_path):
     assert read_metadata(out)["adapt_stopped"] == "interrupted" and checkpoint_path(out).is_file()
     written, _ = load_weights(out)
     assert all(torch.equal(v, written[k]) for k, v in result.model.state_dict().items())
+
+
+def test_adapt_is_refused_by_resumable_jobs(tmp_path):
+    from streamden.api import denoise_video
+    from tests.media import make_video
+
+    src = make_video(tmp_path / "in.mp4", frames=8, size=(48, 48))
+    with pytest.raises(ConfigError, match="--adapt does not combine with --resume"):
+        denoise_video(src, tmp_path / "out.mp4", resume=True, adapt=True)
+    assert not (tmp_path / "out.mp4").exists()
