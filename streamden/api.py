@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .config import make_config
+from .errors import ConfigError
 from .engine import Engine
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
@@ -27,7 +28,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                   stream: int | None = None, overwrite: bool = False, handle_signals: bool = True,
                   on_frame: Callable[[Frame], None] | None = None,
                   on_start: Callable[[Any], None] | None = None, resume: bool = False,
-                  preview: "Preview | None" = None, **options: Any) -> GraphReport:
+                  preview: "Preview | None" = None, on_adapt: Callable[[Any], None] | None = None,
+                  **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
     Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
@@ -45,6 +47,10 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
     ``preview`` (a :class:`~streamden.preview.Preview`) shows the input and output frames and
     the progress (:class:`~streamden.preview.file.FileWatch`): it starts once the input is
     open (before ``on_start``) and stops when the job ends.
+    ``adapt=True`` first fine-tunes the model on a sample of the input itself, without clean
+    data, within ``adapt_seconds`` (default: under half the denoising time), then denoises
+    all of it (:mod:`streamden.train.adapt`); ``on_adapt(progress)`` follows it step by step
+    and ``report.adaptation`` tells how it went.
 
     >>> denoise_video("in.mp4", "out.mp4", sigma=20, crf=18)  # doctest: +SKIP
     """
@@ -54,7 +60,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
         on_frame, on_start = _both(watch.on_frame, on_frame), _both(watch.on_start, on_start)
     try:
         return _denoise_video(src, dst, config, stream=stream, overwrite=overwrite, handle_signals=handle_signals,
-                              on_frame=on_frame, on_start=on_start, resume=resume, watch=watch)
+                              on_frame=on_frame, on_start=on_start, resume=resume, watch=watch, on_adapt=on_adapt)
     finally:
         if preview is not None:
             preview.stop()
@@ -62,7 +68,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
 
 def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int | None, overwrite: bool,
                    handle_signals: bool, on_frame: Callable[[Frame], None] | None,
-                   on_start: Callable[[Any], None] | None, resume: bool, watch: FileWatch | None) -> GraphReport:
+                   on_start: Callable[[Any], None] | None, resume: bool, watch: FileWatch | None,
+                   on_adapt: Callable[[Any], None] | None) -> GraphReport:
     if resume:
         from .segments import denoise_segmented
 
@@ -77,6 +84,12 @@ def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     engine = Engine(config)
+    if config.adapt.enabled:
+        from .train.adapt import adapt_engine, read_footage
+
+        count = source.frame_count or source.estimated_frame_count
+        clips = read_footage(src, config.adapt.frames, dict(decode_options(config), stream=stream, isolate=False))
+        adapt_engine(engine, clips, count or sum(c.frames.shape[0] for c in clips), progress=on_adapt)
     taps = [watch.tap()] if watch is not None else []
     nodes = [source, *taps, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine),
              DownloadNode(), sink]
@@ -90,6 +103,7 @@ def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int
             exc.report.input_problems = getattr(source, "problems", None)
         raise
     report.input_problems = getattr(source, "problems", None)  # DecodeProblems, for --stats
+    report.adaptation = engine.adapted                          # AdaptResult or None
     return report
 
 
@@ -115,6 +129,9 @@ class Denoiser:
     ``config_file``, ``overrides`` and the keyword shortcuts make, as for :func:`denoise_video`
     (no preset by default: the config defaults); ``model`` may also be a network module.
 
+    ``adapt=True`` (config ``adapt.enabled``) needs the footage before the first frame:
+    call :meth:`adapt` with (a sample of) the frames first, as :func:`denoise_frames` does.
+
     >>> den = Denoiser(sigma=20, model=None, device="cpu", allow_untrained=True)
     >>> frames = np.zeros((4, 16, 16, 3), np.uint8)
     >>> out = [o for f in frames for o in den.push(f)] + den.flush()
@@ -138,8 +155,28 @@ class Denoiser:
         self.stream = self.engine.stream()
         self._kinds: deque[np.dtype | None] = deque()  # per pending frame: numpy dtype, or None for tensors
 
+    def adapt(self, frames: np.ndarray | torch.Tensor, progress: Callable[[Any], None] | None = None) -> Any:
+        """Fine-tune the network on noisy frames (``(T, H, W, 3)`` uint8/uint16 or ``(T, 3, H, W)``
+        float), no clean data, within ``adapt.seconds`` (default: under half the time denoising
+        them takes); returns the :class:`~streamden.train.adapt.AdaptResult`.
+
+        >>> den = Denoiser(sigma=20, device="cpu", overrides=["adapt.steps=1", "adapt.patch=16", "adapt.seconds=60"])
+        >>> den.adapt(np.zeros((6, 32, 32, 3), np.uint8)).steps
+        1
+        """
+        from .train.adapt import adapt_engine, clip_from_array
+
+        clip = clip_from_array(frames)
+        result = adapt_engine(self.engine, [clip], clip.frames.shape[0], progress=progress)
+        self.reset()
+        self.stream = self.engine.stream()   # over the adapted network
+        return result
+
     def push(self, frame: np.ndarray | torch.Tensor) -> list[np.ndarray | torch.Tensor]:
         """Add one frame; return the denoised frames that are ready now."""
+        if self.config.adapt.enabled and self.engine.adapted is None:
+            raise ConfigError("adapt=True: the Denoiser adapts on the footage before the first frame; call "
+                              "Denoiser.adapt(frames) first (denoise_frames does)")
         if isinstance(frame, np.ndarray):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in (np.uint8, np.uint16):
                 raise ValueError(f"expected an (H, W, 3) uint8 or uint16 RGB array, got {frame.shape} {frame.dtype}")
@@ -180,7 +217,8 @@ class Denoiser:
 def denoise_frames(frames: np.ndarray, sigma: float | str = "auto", model: str | torch.nn.Module | None = None,
                    device: str = "auto", allow_untrained: bool = False, **options: Any) -> np.ndarray:
     """Denoise a ``(T, H, W, 3)`` uint8 (or uint16) RGB array; returns the same shape and dtype.
-    Further keywords are those of :class:`Denoiser`.
+    Further keywords are those of :class:`Denoiser`; ``adapt=True`` fine-tunes the network
+    on the frames themselves first (``adapt_seconds`` bounds it; see :meth:`Denoiser.adapt`).
 
     >>> out = denoise_frames(np.zeros((3, 8, 8, 3), np.uint8), sigma=10, allow_untrained=True)
     >>> out.shape, out.dtype
@@ -192,4 +230,6 @@ def denoise_frames(frames: np.ndarray, sigma: float | str = "auto", model: str |
     if len(frames) == 0:
         return frames.copy()
     denoiser = Denoiser(sigma=sigma, model=model, device=device, allow_untrained=allow_untrained, **options)
+    if denoiser.config.adapt.enabled:
+        denoiser.adapt(frames)
     return np.stack(list(denoiser(frames)))

@@ -1,4 +1,4 @@
-"""The ``streamden`` command: denoise, live, info, sample, bench, train, eval, models, import, export."""
+"""The ``streamden`` command: denoise, live, info, sample, bench, train, adapt, eval, models, import, export."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +64,12 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
                                                "the cluster runs)")
     p.add_argument("--cpus-per-task", type=float, default=1, help="with --ray: CPUs (torch threads) per task")
     _add_preview_options(p)
+    p.add_argument("--adapt", action="store_true",
+                   help="first fine-tune the model on a sample of this input (self-supervised, no clean data), "
+                        "then denoise all of it with the adapted model; see `streamden adapt`")
+    p.add_argument("--adapt-seconds", type=float, metavar="S",
+                   help="with --adapt: adaptation budget in seconds (default: under half the estimated "
+                        "denoising time); implies --adapt")
     p.set_defaults(run=_run_denoise)
 
 
@@ -93,6 +99,12 @@ def _run_denoise(args: argparse.Namespace) -> int:
     preset, encoder_preset = args.preset, args.encoder_preset
     if preset in ENCODER_SPEEDS:
         preset, encoder_preset = "restoration", encoder_preset or preset
+    if args.adapt_seconds is not None:
+        _require(args.adapt_seconds > 0, f"--adapt-seconds must be positive seconds, got {args.adapt_seconds:g}")
+    adapt = True if (args.adapt or args.adapt_seconds is not None) else None
+    _require(not (adapt and (args.ray is not None or args.resume)),
+             "--adapt does not combine with --resume or --ray: adapt once with `streamden adapt IN -o "
+             "cam.safetensors`, then pass --model cam.safetensors")
     if args.ray is not None:
         _require(args.preview is None, "--preview shows a job that runs in this process; with --ray the "
                                        "segments run in Ray workers (use --resume to preview a resumable job)")
@@ -101,11 +113,23 @@ def _run_denoise(args: argparse.Namespace) -> int:
 
     preview = _open_preview(args, f"streamden denoise {Path(args.input).name}")
     bar = None
+    adapt_bar = None
+
+    def step_adapt(progress) -> None:
+        nonlocal adapt_bar
+        if args.no_progress:
+            return
+        if adapt_bar is None:
+            adapt_bar = _adapt_bar(progress.steps, "adapt")
+        _show_adapt(adapt_bar, progress)
 
     def start_bar(source) -> None:
         # The bar appears once the input is open and the network built: an error before that
         # (config, input, output, model) is the only line on stderr.
-        nonlocal bar
+        nonlocal bar, adapt_bar
+        if adapt_bar is not None:      # adaptation is over: its bar gives way to the denoising one
+            adapt_bar.close()
+            adapt_bar = None
         if preview is not None:
             print(f"preview: {preview.url}", file=sys.stderr, flush=True)
         if not args.no_progress:
@@ -124,7 +148,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
             sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
-            hwaccel=args.hwaccel, precision=args.precision, preview=preview, backend=args.backend)
+            hwaccel=args.hwaccel, precision=args.precision, preview=preview, backend=args.backend,
+            adapt=adapt, adapt_seconds=args.adapt_seconds, on_adapt=step_adapt)
     except Cancelled as exc:
         if bar is not None:
             bar.close()
@@ -137,10 +162,17 @@ def _run_denoise(args: argparse.Namespace) -> int:
             print(report.format_table(), file=sys.stderr)
         return exc.exit_code
     finally:
+        if adapt_bar is not None:
+            adapt_bar.close()
         if bar is not None:
             bar.close()
         if preview is not None:
             preview.stop()
+    adaptation = getattr(report, "adaptation", None)
+    if adaptation is not None:
+        print(f"streamden: adapted to {args.input}: {adaptation.summary()}", file=sys.stderr)
+        for warning in adaptation.warnings():
+            print(f"streamden: warning: {warning}", file=sys.stderr)
     problems = getattr(report, "input_problems", None)
     if problems is not None and problems.count:
         print(f"streamden: warning: {args.input}: {problems.summary()}", file=sys.stderr)
@@ -505,6 +537,87 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_adapt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("adapt", help="fine-tune the model on your own noisy footage (no clean data) into a weights file",
+                       description="Self-supervised adaptation (frame-to-frame training): the model learns your "
+                                   "camera's noise from the noisy videos alone, each frame's neighbours, aligned by "
+                                   "optical flow, serving as targets. Frames held out check that it improves; the "
+                                   "best weights are written. Use them anywhere with --model OUT.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="noisy video files or image sequences (folders, patterns)")
+    p.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--model", help="model to start from: a registered name or a .safetensors file (default: the "
+                                   "default model)")
+    p.add_argument("--steps", type=int, help="at most this many training steps (default 300)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this many seconds (default: none)")
+    p.add_argument("--sigma", help="noise level of the footage on the 0-255 scale, or 'auto' (default) to estimate it")
+    p.add_argument("--frames", type=int, help="frames read per input, in runs of 8 spread over it (default 64)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted or finished run of OUT (its state: .OUT.adapt.pt beside OUT)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where it trains (default auto)")
+    p.add_argument("--config", help="a YAML config file (model, align, noise.sigma, input, adapt sections)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set adapt.lr=0.00005 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_adapt)
+
+
+def _adapt_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc=desc, dynamic_ncols=True, file=sys.stderr)
+
+
+def _show_adapt(bar, progress) -> None:
+    """Steps, loss, held-out loss and the time left on an adaptation progress bar."""
+    bar.update(progress.step - bar.n)
+    left = ""
+    if progress.budget > 0:
+        left = f", {max(0.0, progress.budget - progress.seconds):.0f} s left"
+    bar.set_postfix_str(f"loss {progress.loss:.4g}, held-out {progress.held_out:.4g} "
+                        f"(from {progress.initial:.4g}){left}", refresh=False)
+
+
+def _run_adapt(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .train.adapt import adapt_files
+
+    if args.time_budget is not None:
+        _require(args.time_budget > 0, f"--time-budget must be positive seconds, got {args.time_budget:g}")
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"adapt.steps={args.steps}")
+    if args.frames is not None:
+        overrides.append(f"adapt.frames={args.frames}")
+    config = make_config(None, args.config, overrides, door="adapt", sigma=args.sigma, model=args.model,
+                         device=args.device)
+    bar = None
+
+    def show(progress) -> None:
+        nonlocal bar
+        if args.no_progress:
+            return
+        if bar is None:
+            bar = _adapt_bar(progress.steps, "adapt")
+        _show_adapt(bar, progress)
+
+    try:
+        result = adapt_files(args.inputs, args.output, config, seconds=args.time_budget or 0.0, resume=args.resume,
+                             overwrite=args.overwrite, progress=show, handle_signals=True,
+                             log=lambda text: print(f"streamden: {text}", file=sys.stderr))
+    finally:
+        if bar is not None:
+            bar.close()
+    for warning in result.warnings():
+        print(f"streamden: warning: {warning}", file=sys.stderr)
+    if result.stopped == "interrupted":
+        print(f"streamden: interrupted at step {result.steps}; {args.output} holds the best weights so far; "
+              f"rerun with --resume to continue", file=sys.stderr)
+        return Cancelled.exit_code
+    print(f"wrote {args.output}: {result.summary()}", file=sys.stderr)
+    return 0
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM on clean clips with synthetic noise, next to classic baselines")
     p.add_argument("--clean", nargs="+", required=True, help="folders of clean consecutive frames")
@@ -644,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamden", description="Video and burst denoising with deep learning.")
     parser.add_argument("--version", action="version", version=f"streamden {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_denoise, _add_batch, _add_verify, _add_live, _add_burst, _add_info, _add_sample, _add_bench, _add_train, _add_eval, _add_models, _add_import, _add_export):
+    for add in (_add_denoise, _add_batch, _add_verify, _add_live, _add_burst, _add_info, _add_sample, _add_bench, _add_train, _add_adapt, _add_eval, _add_models, _add_import, _add_export):
         add(sub)
     return parser
 

@@ -158,6 +158,37 @@ class LiveConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """Self-supervised adaptation to the footage itself (``streamden adapt``, ``--adapt``;
+    :mod:`streamden.train.adapt`): no clean data, neighbouring noisy frames are the targets."""
+
+    enabled: bool = False                # denoise: adapt on a sample of the input first, then denoise all of it
+    seconds: float = 0.0                 # denoise: adaptation budget (0 = auto: 45% of the estimated denoising time)
+    steps: int = 300                     # at most this many steps (batches)
+    lr: float = 1e-4                     # Adam, constant after a short warm-up (resume-safe)
+    batch: int = 4                       # patches per step
+    patch: int = 96                      # patch side (pixels)
+    region: int = 256                    # side of the regions prepared per centre frame (flows, targets)
+    frames: int = 64                     # frames read per input, in runs of 8 spread over it
+    holdout: int = 4                     # every n-th centre frame is held out to check the loss (early stop)
+    eval_every: int = 20                 # steps between held-out checks
+    patience: int = 4                    # held-out checks without improvement before stopping
+    max_correlation: float = 0.25        # frame-to-frame noise correlation above this is reported
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch", "holdout", "eval_every", "patience"):
+            _check_at_least(f"adapt.{key}", getattr(self, key), 1)
+        _check_at_least("adapt.patch", self.patch, 8)
+        _check_at_least("adapt.region", self.region, 8)
+        _check_at_least("adapt.frames", self.frames, 6)
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, numbers.Real) or self.seconds < 0:
+            raise ConfigError(f"adapt.seconds must be positive seconds (0: automatic), got {self.seconds!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not self.lr > 0:
+            raise ConfigError(f"adapt.lr must be positive, got {self.lr!r}")
+
+
+@dataclass
 class DenoiseConfig:
     """Everything `streamden denoise` needs besides the paths."""
 
@@ -169,6 +200,7 @@ class DenoiseConfig:
     input: InputConfig = field(default_factory=InputConfig)
     job: JobConfig = field(default_factory=JobConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 def _check_at_least(key: str, value: Any, low: int) -> None:
@@ -331,6 +363,8 @@ OPTION_KEYS = {
     "hwaccel": "input.hwaccel",
     "tile": "model.tile",
     "segment_frames": "job.segment_frames",
+    "adapt": "adapt.enabled",
+    "adapt_seconds": "adapt.seconds",
 }
 
 
@@ -341,9 +375,11 @@ OPTION_KEYS = {
 #: serves bursts and lossless video), so their own keys are not checked.
 FRONT_DOOR_KEYS: dict[str, tuple[str, ...]] = {
     # denoise_video, streamden denoise, --resume, --ray, streamden batch
-    "denoise": ("model", "align", "noise", "encode", "graph", "input", "job"),
+    "denoise": ("model", "align", "noise", "encode", "graph", "input", "job", "adapt"),
     # Denoiser, denoise_frames: frames in memory, no file, no encoder
-    "frames": ("model", "align", "noise"),
+    "frames": ("model", "align", "noise", "adapt"),
+    # streamden adapt, adapt_model: the base model, its alignment, the noise level, the recipe
+    "adapt": ("model", "align", "noise.sigma", "input", "adapt"),
     # streamden live, run_live: live sources (no input.*), no segments (no job.*)
     "live": ("model", "align", "noise", "encode", "graph", "live"),
     # streamden burst, denoise_burst: its own alignment and noise model
@@ -406,7 +442,7 @@ def make_config(preset: str | None = "restoration", config_file: str | Path | No
     >>> make_config(None, crf=20, door="frames")
     Traceback (most recent call last):
     ...
-    streamden.errors.ConfigError: encode.crf: streamden frames does not use this key (it reads model.*, align.*, noise.*)
+    streamden.errors.ConfigError: encode.crf: streamden frames does not use this key (it reads model.*, align.*, noise.*, adapt.*)
     """
     overrides = list(overrides)
     path = config_file or (preset_path(preset) if preset else None)

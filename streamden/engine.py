@@ -17,7 +17,9 @@ reaches every one of them. The engine owns:
   a per-pixel noise map; optionally at reduced resolution), used by live's cheap paths,
   burst and eval's single-frame baseline;
 * the noise level (``noise.sigma``, ``noise.smoothing``): :meth:`sigma_tracker` and
-  :meth:`estimate_sigma`.
+  :meth:`estimate_sigma`;
+* self-supervised adaptation to the footage (``adapt.*``, :meth:`adapt`): the network is
+  fine-tuned on noisy frames and replaces the loaded one for every later stream.
 
 Streams sharing an engine take turns on :attr:`lock` for each network call where they run
 in threads of their own (live); the graph runs one denoise node per engine.
@@ -39,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .align import make_aligner
+from .errors import ConfigError
 from .models.accel import InferenceOptions, NetworkRunner
 from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.registry import load_model, model_alignment
@@ -72,6 +75,7 @@ class Engine:
         self.backend = config.model.backend
         options = options or config.model.inference_options()
         self.options = options.with_(batch=1) if live else options
+        self.model: nn.Module | None = None   # the torch network (None on the onnxruntime backend)
         if self.backend == "onnxruntime":
             from .models.ort_runner import OrtRunner, ort_network
 
@@ -80,15 +84,50 @@ class Engine:
             self.model_align = "none" if model is not None else model_alignment(config.model.name)
             self.runner = OrtRunner(maybe_tiled(network, config.model.tile, config.model.tile_overlap, self.device),
                                     self.options)
+        elif model is None:
+            model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
+            self.model_align = model_alignment(config.model.name)
         else:
-            if model is None:
-                model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
-                self.model_align = model_alignment(config.model.name)
-            else:
-                self.model_align = "none"
-            network = maybe_tiled(model, config.model.tile, config.model.tile_overlap, self.device)
-            self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
+            self.model_align = "none"
         self.lock = threading.Lock()
+        self.adapted = None            # the AdaptResult once :meth:`adapt` ran
+        if self.backend != "onnxruntime":
+            self.replace_model(model)
+
+    def replace_model(self, model: nn.Module) -> None:
+        """Run ``model`` from now on (same alignment, options and tiling): adapted weights.
+
+        >>> from streamden.config import make_config
+        >>> engine = Engine(make_config(None, device="cpu"))
+        >>> engine.replace_model(engine.model); engine.aligns
+        True
+        """
+        self.model = model             # as loaded: BatchNorm not folded (adaptation trains it)
+        network = maybe_tiled(model, self.config.model.tile, self.config.model.tile_overlap, self.device)
+        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
+
+    def adapt(self, clips: list, seconds: float = 0.0, progress=None, material=None):
+        """Fine-tune the network on noisy footage, no clean data (:func:`streamden.train.adapt.adapt_model`,
+        recipe ``config.adapt``), and run the best weights from now on; returns the
+        :class:`~streamden.train.adapt.AdaptResult`. ``clips`` are
+        :class:`~streamden.train.adapt.Clip` records; ``seconds`` > 0 bounds the time.
+
+        >>> from streamden.config import make_config
+        >>> from streamden.train.adapt import clip_from_array
+        >>> engine = Engine(make_config(None, None, ["adapt.steps=1", "adapt.patch=16"], door="frames", device="cpu"))
+        >>> engine.adapt([clip_from_array(torch.rand(6, 3, 32, 32))]).steps
+        1
+        """
+        from .train.adapt import adapt_model
+
+        if self.model is None:
+            raise ConfigError("adaptation trains the torch network: run it with model.backend torch "
+                              "(then export the adapted weights with `streamden export`)")
+        result = adapt_model(self.model, clips, self.config, model_align=self.model_align, device=self.device,
+                             seconds=seconds, base=self.config.model.name, progress=progress, material=material)
+        self.replace_model(result.model.to(self.device))
+        self.adapted = result
+        return result
 
     @property
     def tiles_used(self) -> int:

@@ -54,7 +54,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .errors import Cancelled, InputError, OutputError
+from .errors import Cancelled, ConfigError, InputError, OutputError
 from .graph import Graph, GraphReport, Node, SourceNode
 from .io.atomic import check_output_path, commit, discard, partial_path
 from .io.frame import Frame
@@ -579,6 +579,9 @@ class SegmentJob:
         from .pipeline import decode_options, parse_fps, parse_sigma
 
         self.src, self.dst, self.config, self.overwrite = str(src), Path(dst), config, overwrite
+        if config.adapt.enabled:   # each segment would adapt on its own: one model per job instead
+            raise ConfigError(f"--adapt does not combine with {runner}: adapt once with `streamden adapt {self.src} "
+                              f"-o cam.safetensors`, then pass --model cam.safetensors")
         if not Path(self.src).exists():
             raise InputError(f"{self.src}: no such file")
         if not Path(self.src).is_file():

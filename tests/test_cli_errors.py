@@ -145,6 +145,27 @@ CASES = [
                  id="burst-unread-key"),
     pytest.param(_denoise("--set", "live.lookahead=0"), CONFIG, "live.lookahead: streamden denoise does not use",
                  id="denoise-unread-key"),
+    # adapt (issue 20), and --adapt
+    pytest.param(["adapt", "{media}/missing.mp4", "-o", "{out}/cam.safetensors"], INPUT, "missing.mp4: no such file",
+                 id="adapt-missing"),
+    pytest.param(["adapt", "{media}/text.mp4", "-o", "{out}/cam.safetensors"], INPUT, "text.mp4: not a media file",
+                 id="adapt-not-video"),
+    pytest.param(["adapt", "{media}/in.mp4", "-o", "{out}/cam.safetensors"], INPUT,
+                 "4 consecutive frames; self-supervised adaptation needs at least 6", id="adapt-too-few-frames"),
+    pytest.param(["adapt", "{media}/shot0.png", "-o", "{out}/cam.safetensors"], INPUT,
+                 "1 consecutive frame; self-supervised adaptation needs at least 6", id="adapt-one-frame"),
+    pytest.param(["adapt", "{media}/in.mp4", "-o", "{out}/cam.safetensors", "--time-budget", "0"], CONFIG,
+                 "--time-budget must be positive seconds, got 0", id="adapt-budget-zero"),
+    pytest.param(["adapt", "{media}/in.mp4", "-o", "{out}/cam.safetensors", "--steps", "0"], CONFIG,
+                 "adapt.steps must be a whole number of at least 1", id="adapt-steps-zero"),
+    pytest.param(["adapt", "{media}/in.mp4", "-o", "{out}/cam.pt"], CONFIG, "name the output *.safetensors",
+                 id="adapt-output-ext"),
+    pytest.param(["adapt", "{media}/in.mp4", "-o", "{out}/cam.safetensors", "--set", "encode.crf=3"], CONFIG,
+                 "encode.crf: streamden adapt does not use this key", id="adapt-unread-key"),
+    pytest.param(_denoise("--adapt-seconds", "0"), CONFIG, "--adapt-seconds must be positive seconds",
+                 id="denoise-adapt-seconds-zero"),
+    pytest.param(_denoise("--adapt", "--resume"), CONFIG, "--adapt does not combine with --resume or --ray",
+                 id="denoise-adapt-resume"),
 ]
 
 

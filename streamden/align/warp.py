@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from ..cuda.module import use_kernels
 
 
-def warp_torch(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def warp_torch(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Resample ``image`` ``(N, C, H, W)`` at ``(x + flow_x, y + flow_y)``: the reference.
 
-    Bilinear interpolation; sample positions outside the frame are clamped to the nearest
+    Bilinear interpolation (``mode="bicubic"`` keeps more detail: self-supervised targets
+    use it, :mod:`streamden.train.adapt`); sample positions outside the frame are clamped to the nearest
     edge pixel (replicated border), so the result never mixes in zeros. Which pixels sampled
     outside the frame is reported by :func:`streamden.align.consistency_mask`.
 
@@ -28,7 +29,7 @@ def warp_torch(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     # of the edge pixels, so the clamped positions above stay exact.
     grid = torch.stack((2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1), dim=-1)
     # Positions stay float32 for half images too: half would round them to 0.5 px at 1080p.
-    warped = F.grid_sample(image.float(), grid.float(), mode="bilinear", padding_mode="border",
+    warped = F.grid_sample(image.float(), grid.float(), mode=mode, padding_mode="border",
                            align_corners=True)
     return warped.to(image.dtype)
 

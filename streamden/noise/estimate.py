@@ -21,6 +21,7 @@ real footage:
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -190,3 +191,58 @@ class SigmaTracker:
     def reset(self) -> None:
         """Forget the history (a scene cut or a new stream)."""
         self.value = None
+
+
+def temporal_correlation(frames: Sequence[torch.Tensor], nexts: Sequence[torch.Tensor],
+                         masks: Sequence[torch.Tensor], block: int = 8, keep: float = 0.3) -> float | None:
+    """The correlation of the noise of consecutive frames, or None when it cannot be measured.
+
+    ``frames[i]`` is a frame ``(3, H, W)`` in [0, 1], ``nexts[i]`` its neighbour moved onto it
+    without interpolation (a whole-pixel warp: interpolation would smooth the noise and read
+    as correlation), ``masks[i]`` ``(1, H, W)`` 1 where that alignment is trusted. With noise
+    ``n`` of correlation ``rho`` from frame to frame, the difference ``next - frame`` carries
+    ``sqrt(2 (1 - rho))`` times the noise of one frame, so ``rho = 1 - (s_diff / s_frame)^2 / 2``,
+    both measured as in :func:`estimate_sigma` (finest diagonal Haar band, on the least
+    textured fully trusted blocks). Independent noise reads about 0; a temporal filter
+    applied to the video (frames averaged with their predecessors) reads well above it.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> clean = torch.full((3, 128, 128), 0.5)
+    >>> noise = [torch.randn(3, 128, 128, generator=g) * 0.08 for _ in range(3)]
+    >>> ones = torch.ones(1, 128, 128)
+    >>> abs(temporal_correlation([clean + noise[0]], [clean + noise[1]], [ones])) < 0.15
+    True
+    >>> filtered = [clean + noise[0], clean + 0.5 * noise[0] + 0.87 * noise[1]]
+    >>> temporal_correlation([filtered[0]], [filtered[1]], [ones]) > 0.3
+    True
+    """
+    frame_hh, diff_hh = [], []
+    integral = True
+    for frame, nxt, mask in zip(frames, nexts, masks):
+        channels, whole = _to_channels_255(frame)
+        diff, _ = _to_channels_255((nxt - frame + 1.0) * 0.5)   # kept in [0, 1] for the converter
+        integral &= whole
+        if channels.shape[1] < 4 * block or channels.shape[2] < 4 * block:
+            continue
+        lh, hl, hh = _haar_details(channels)
+        _, _, dhh = _haar_details(diff * 2.0)
+        size = block
+        bad = _block_sums((mask.detach().cpu().numpy() < 0.5).astype(np.float32), 2 * size)   # one channel
+        activity = _block_sums(lh * lh + hl * hl, size).reshape(3, -1).sum(0)
+        usable = np.flatnonzero(bad == 0)
+        if usable.size == 0:
+            continue
+        count = max(1, int(math.ceil(keep * usable.size)))
+        chosen = usable[np.argsort(activity[usable], kind="stable")[:count]]
+        per_channel = hh.shape[1] // size * (hh.shape[2] // size)
+        rows = np.concatenate([chosen + c * per_channel for c in range(3)])
+        frame_hh.append(_blocks(hh, size)[rows])
+        diff_hh.append(_blocks(dhh, size)[rows])
+    if not frame_hh or sum(b.shape[0] for b in frame_hh) < _MIN_BLOCKS:
+        return None
+    step = 0.5 if integral else None
+    s_frame = _median_abs(np.concatenate(frame_hh), step)
+    s_diff = _median_abs(np.concatenate(diff_hh), step)
+    if s_frame * MAD_TO_SIGMA < 0.5:       # next to no noise: nothing to measure
+        return None
+    return float(np.clip(1.0 - 0.5 * (s_diff / s_frame) ** 2, -1.0, 1.0))

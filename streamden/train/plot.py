@@ -27,7 +27,7 @@ def read_log(path: str | Path) -> dict[str, list[float]]:
 
 
 def _panel(img: np.ndarray, box: tuple[int, int, int, int], xs: list[float], ys: list[float],
-           title: str, color: tuple[int, int, int], log_y: bool = False) -> None:
+           title: str, color: tuple[int, int, int], log_y: bool = False, x_label: str = "step") -> None:
     x0, y0, x1, y1 = box
     cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
     pts = [(x, math.log10(y) if log_y else y) for x, y in zip(xs, ys)
@@ -49,7 +49,7 @@ def _panel(img: np.ndarray, box: tuple[int, int, int, int], xs: list[float], ys:
     lo, hi = (10 ** ymin, 10 ** ymax) if log_y else (ymin, ymax)
     for val, yy in ((hi, y0 + 14), (lo, y1 - 4)):
         cv2.putText(img, f"{val:.4g}", (x0 + 4, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
-    cv2.putText(img, f"step {xmax:.0f}", (x1 - 90, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x_label} {xmax:.0f}", (x1 - 90, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
 
 
 def plot_log(log_csv: str | Path, out_png: str | Path, size: tuple[int, int] = (900, 640)) -> Path:
@@ -62,6 +62,20 @@ def plot_log(log_csv: str | Path, out_png: str | Path, size: tuple[int, int] = (
     vs = [(s, v) for s, v in zip(steps, cols.get("val_psnr", [])) if math.isfinite(v)]
     _panel(img, (40, h // 2 + 30, w - 20, h - 20), [s for s, _ in vs], [v for _, v in vs],
            "validation PSNR (dB)", (0, 120, 0))
+    out = Path(out_png)
+    cv2.imwrite(str(out), img)
+    return out
+
+
+def plot_curve(xs: list[float], ys: list[float], title: str, out_png: str | Path, x_label: str = "step",
+               size: tuple[int, int] = (640, 360)) -> Path:
+    """One curve ``ys`` against ``xs`` into ``out_png`` (benchmarks: gain against time); returns the path.
+
+    >>> plot_curve([0, 30, 60], [0.0, 1.5, 2.0], "gain (dB)", "/tmp/curve.png", "s")  # doctest: +SKIP
+    """
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    _panel(img, (40, 40, w - 20, h - 20), list(xs), list(ys), title, (200, 60, 0), x_label=x_label)
     out = Path(out_png)
     cv2.imwrite(str(out), img)
     return out
