@@ -12,7 +12,7 @@ from ..errors import ConfigError, InputError
 from ..io.atomic import check_output_path
 from .core import FUSION_METHODS, BurstResult, fuse_burst
 from .io import check_output_format, list_burst, read_burst, read_metadata, write_photo
-from .noise import NoiseModel
+from ..noise.estimate import NoiseModel
 
 if TYPE_CHECKING:
     from ..config import DenoiseConfig

@@ -51,8 +51,8 @@ def shot_to_read(shot: float) -> float:
     settings with ``log(read) = 2.18 log(shot) + 1.20`` (they sample the shot gain
     log-uniformly in [1e-4, 1.2e-2]); we take the fitted line without its scatter.
 
-    >>> round(shot_to_read(0.01) * 1e5, 2)
-    1.36
+    >>> round(shot_to_read(0.01) * 1e4, 2)
+    1.45
     """
     return math.exp(2.18 * math.log(shot) + 1.20)
 
@@ -215,8 +215,8 @@ def compress(frames: torch.Tensor, codec: str = "x264", quality: int = 23, prese
 def effective_level(noisy: torch.Tensor, clean: torch.Tensor) -> float:
     """``std(noisy - clean)`` on the 0-255 scale: how much noise a degraded clip carries.
 
-    >>> effective_level(torch.full((1, 3, 4, 4), 0.1), torch.zeros(1, 3, 4, 4))
-    0.0
+    >>> round(effective_level(torch.tensor([0.0, 2.0]) / 255, torch.zeros(2)), 3)
+    1.0
     """
     return float((noisy.float() - clean.float()).std(unbiased=False)) * 255.0
 
