@@ -13,7 +13,6 @@ from .engine import Engine
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
 from .io.frame import Frame
-from .noise.estimate import estimate_sigma
 from .pipeline import DenoiseNode, DownloadNode, UploadNode, decode_options, parse_fps, parse_sigma
 from .tensors import image_to_tensor, tensor_to_image
 from .burst.run import denoise_burst  # noqa: E402,F401  (night-mode bursts: streamden/burst)
@@ -26,7 +25,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                   **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
-    Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
+    Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``strength`` (0.25-4,
+    scales the noise map), ``model``,
     ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``precision``, ``queue_size``, ``hwaccel`` ("none", "cuda" or "auto": NVDEC decoding).
     Everything is checked before any work starts, so bad input leaves no output behind.
     ``on_start(source)`` is called once the source is open (its ``frame_count`` sizes a
@@ -54,7 +54,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                      crf=config.encode.crf, preset=config.encode.preset,
                      remux_from=str(src) if Path(src).is_file() else None, overwrite=overwrite)
     engine = Engine(config)
-    nodes = [source, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine), DownloadNode(), sink]
+    upload = UploadNode(engine.device, sigma, config.noise.smoothing)
+    nodes = [source, upload, DenoiseNode(engine), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)
@@ -65,6 +66,7 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
             exc.report.input_problems = getattr(source, "problems", None)
         raise
     report.input_problems = getattr(source, "problems", None)  # DecodeProblems, for --stats
+    report.noise = upload.tracker.summary() if sigma is None else None   # the levels used, for --stats
     return report
 
 
@@ -114,7 +116,7 @@ class Denoiser:
                 raise ValueError(f"expected a (3, H, W) float tensor in [0, 1], got {tuple(frame.shape)}")
             self._kinds.append(None)
             tensor = frame.to(self.device, torch.float32)
-        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
+        sigma = self.sigma if self.sigma is not None else self.tracker.update(self.engine.estimate_sigma(tensor))
         return self._convert(self.stream.push(tensor, sigma))
 
     def flush(self) -> list[np.ndarray | torch.Tensor]:

@@ -8,6 +8,9 @@ from typing import Sequence
 from .cpu import tune_malloc
 from .errors import Cancelled, ConfigError, StreamdenError
 
+STRENGTH_HELP = ("scale the noise level the network is given: 0.25-4 (default 1); above 1 removes more "
+                 "(residual noise, blotches), below 1 keeps more detail and grain (README \"Strength\")")
+
 # x264/x265 speed presets: `--preset` takes these as the encoder's, any other name as a config preset.
 ENCODER_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
@@ -25,6 +28,7 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set encode.crf=20 (repeatable)")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto' to estimate it per frame")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--align", choices=["auto", "none", "flow"],
@@ -90,7 +94,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
             args.input, args.output, preset=None if args.config else preset, config_file=args.config,
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
             on_frame=step_bar, on_start=start_bar,
-            sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
+            sigma=args.sigma, strength=args.strength, device=args.device, model=args.model, align=args.align,
+            codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
             hwaccel=args.hwaccel, precision=args.precision)
@@ -115,6 +120,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
         print(report.format_table())
         if problems is not None:
             print(f"input: {problems.frames} frames decoded, {problems.summary()}")
+        if getattr(report, "noise", None):
+            print(report.noise)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -123,7 +130,7 @@ def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: st
     from .config import make_config
 
     return make_config(None if args.config else preset, args.config, args.set, sigma=args.sigma,
-                       device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
+                       strength=args.strength, device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
                        encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
                        isolate=False if args.no_isolate else None, hwaccel=args.hwaccel,
                        precision=args.precision)
@@ -157,6 +164,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="a YAML config file (replaces the preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1"], help="output codec")
@@ -177,7 +185,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     if args.ray is not None:
         import_ray()
     config = make_config(None if args.config else args.preset, args.config, args.set, sigma=args.sigma,
-                         device=args.device, model=args.model, codec=args.codec, crf=args.crf)
+                         strength=args.strength, device=args.device, model=args.model, codec=args.codec,
+                         crf=args.crf)
     suffix = "." + args.ext if args.ext and not args.ext.startswith(".") else args.ext   # --ext mkv = .mkv
     report = denoise_batch(args.inputs, args.out, address=args.ray or None, use_ray=args.ray is not None,
                            config=config, suffix=suffix, overwrite=args.overwrite, workers=args.workers,
@@ -223,6 +232,7 @@ def _add_burst(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma",
                    help="noise level on the 0-255 scale, or 'auto' (the preset's default) to fit a "
                         "Poisson-Gaussian model")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--frames", type=int, help="use only the first N frames")
     p.add_argument("--method", default="network", choices=["network", "windows", "merge", "mean"],
                    help="fusion: network (default), windows (network over 5-frame windows), merge (robust "
@@ -239,7 +249,7 @@ def _run_burst(args: argparse.Namespace) -> int:
     from .config import make_config
 
     config = make_config(None if args.config else args.preset, args.config, args.set, door="burst",
-                         sigma=args.sigma, model=args.model, device=args.device)
+                         sigma=args.sigma, strength=args.strength, model=args.model, device=args.device)
     result = denoise_burst(args.inputs, args.output, config=config, reference=args.reference,
                            frames=args.frames, method=args.method, refine=not args.no_refine,
                            overwrite=args.overwrite)
@@ -315,6 +325,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set live.read_timeout=5 (repeatable)")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--fps", help="output frame rate (default: the source's nominal rate)")
@@ -356,7 +367,8 @@ def _run_live(args: argparse.Namespace) -> int:
         summaries = run_live(args.sources, args.out, preset=None if args.config else args.preset,
                              config_file=args.config, overrides=overrides, duration=args.duration,
                              metrics_port=args.metrics_port, stats_every=args.stats, print_fn=say,
-                             on_job=on_job, sigma=args.sigma, device=args.device, model=args.model, fps=args.fps)
+                             on_job=on_job, sigma=args.sigma, strength=args.strength, device=args.device,
+                             model=args.model, fps=args.fps)
     finally:
         if previous:
             signal.signal(signal.SIGTERM, previous[0])
@@ -365,7 +377,7 @@ def _run_live(args: argparse.Namespace) -> int:
             say(f"{s['stream']}: emitted {s['emitted']} (received {s['received']}), full {s['path_full']}, "
                 f"degraded {s['degraded']}, late {s['late']}, dropped {s['dropped']}, repeated {s['repeated']} "
                 f"(slate {s['slate']}), reconnects {s['reconnects']}, latency p50 {s['latency_p50_ms']:.0f} ms "
-                f"p99 {s['latency_p99_ms']:.0f} ms, interval p99 {s['interval_p99_ms']:.1f} ms")
+                f"p99 {s['latency_p99_ms']:.0f} ms, interval p99 {s['interval_p99_ms']:.1f} ms; {s['noise']}")
     return 0
 
 

@@ -148,7 +148,8 @@ class StreamingDenoiser:
     window, so the stage-1 cache is off and each output costs four blocks (the flows are
     still estimated once per frame pair). A ``window="triplet"`` aligner keeps the cache:
     each triplet is aligned onto its own centre and the cached stage-1 outputs are warped
-    onto the output frame (two blocks per frame).
+    onto the output frame (two blocks per frame). ``strength`` scales every sigma pushed
+    (``noise.strength``).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> engine = StreamingDenoiser(FastDVDnet())
@@ -160,10 +161,11 @@ class StreamingDenoiser:
 
     def __init__(self, model: "nn.Module | NetworkRunner", device: str | torch.device = "cpu",
                  options: InferenceOptions | None = None, aligner: "WindowAligner | None" = None,
-                 lookahead: int = HALF):
+                 lookahead: int = HALF, strength: float = 1.0):
         if lookahead not in (0, 1, 2):
             raise ValueError(f"StreamingDenoiser: lookahead must be 0, 1 or 2 frames, got {lookahead!r}")
         self.lookahead = lookahead
+        self.strength = float(strength)   # every sigma pushed is scaled by it (noise.strength)
         self.device = torch.device(device)
         self.aligner = aligner
         self.runner = model if isinstance(model, NetworkRunner) else NetworkRunner(model, self.device, options)
@@ -198,7 +200,7 @@ class StreamingDenoiser:
         padded, _ = pad_to_multiple(frame.to(self.device, torch.float32, copy=True))
         n = self._count
         self._frames[n] = padded
-        self._sigmas[n] = float(sigma)
+        self._sigmas[n] = float(sigma) * self.strength
         self._count += 1
         # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
         # past n are past frames reflected about n); no other reflection before finish().

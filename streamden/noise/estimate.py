@@ -1,30 +1,39 @@
-"""Blind estimation of the level of additive white Gaussian noise in a frame.
+"""Blind noise estimation, one module for every front door: a frame's level, its per-band
+curve and per-pixel map, a Poisson-Gaussian fit for bursts, and the temporal smoother.
 
-The estimator is Donoho's: the median absolute deviation of the finest diagonal wavelet
-band (HH of a one-level Haar transform) divided by 0.6745. Three things make it robust on
-real footage:
+All estimates are built from the same block statistics (:func:`block_stats`): per colour
+channel, blocks of 16x16 pixels with their mean, their clipped fraction, their texture
+(Haar LH/HL energy) and their diagonal Haar coefficients (HH) at two scales.
 
-* **Per channel, pooled.** Video noise is added to each RGB channel independently; averaging
-  to luma would shrink it by ``sqrt(0.299**2 + 0.587**2 + 0.114**2)``. The three channels are
-  analysed separately and their coefficients pooled.
-* **Smooth blocks only.** Texture leaks into HH and biases the estimate upward at low
-  sigma. Each channel is cut into blocks; a block's activity is measured in the LH and HL
-  bands, which for white noise are independent of HH (the Haar transform is orthonormal),
-  so choosing the least active blocks does not bias the HH statistics that follow. Only the
-  ``keep`` least active fraction of the blocks contributes to the MAD.
-* **No clipped blocks.** Noise on 8-bit video is clipped at 0 and 255, which shrinks it in
-  dark and bright areas; blocks with more than 2% of their pixels at either limit (about
-  2 sigma from it) are left out, unless that leaves too few.
-* **No staircase.** 8-bit pixels put the Haar coefficients on a grid of 0.5; the median is
-  interpolated inside its grid cell (grouped-data median) so the estimate moves smoothly.
+* **Robust MAD of HH** (Donoho): the noise std is the median absolute HH coefficient over
+  the least textured blocks, divided by 0.6745. Texture is measured in LH/HL, which for
+  white noise are independent of HH, so choosing quiet blocks does not bias HH.
+* **Two scales.** Compression (H.264, HEVC, JPEG) removes the finest band first, where the
+  classic estimate reads; the level-2 band keeps the noise. Level 2 takes over where it
+  reads clearly more than level 1 (:func:`_band_sigma`).
+* **Per channel.** A camera's white balance and colour matrix amplify the channels
+  unequally; the overall level is the RMS over the channels (what ``std(noisy - clean)``
+  measures), not a pooled median, which reads the quietest channel.
+* **No clipped blocks.** Noise on 8-bit video is clipped at 0 and 255, which shrinks it;
+  blocks with more than 2% of their pixels at a limit are left out, unless too few remain.
+* **No staircase.** 8-bit pixels put level-1 Haar coefficients on a grid of 0.5; the median
+  is interpolated inside its grid cell (grouped-data median).
+* **Signal-dependent noise.** Per intensity band of each channel the same estimate gives a
+  curve, and :meth:`NoiseEstimate.noise_map` a per-pixel map; :func:`estimate_noise_model`
+  fits ``var = gain * x + read**2`` (bursts).
+* **Failure.** A black, flat or saturated frame gives no estimate (:func:`estimate_level`
+  returns None); :class:`SigmaTracker` keeps the last good level and says so once.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 MAD_TO_SIGMA = 1.0 / 0.6745     # MAD of a standard normal is 0.6745
 _CLIP_LOW = 0.5                 # on the 0-255 scale: a value this close to a limit is clipped
@@ -323,15 +332,32 @@ def estimate_sigma(image: torch.Tensor | np.ndarray, block: int = 8, keep: float
     return estimate_noise(image, block, keep, max_clipped=max_clipped, max_pixels=max_pixels).level
 
 
+def estimate_level(image: torch.Tensor | np.ndarray) -> float | None:
+    """The overall noise level (0-255) of one frame, or None when the frame tells nothing
+    (black, flat or saturated; see :class:`NoiseEstimate`). Front doors feed it to a
+    :class:`SigmaTracker`, which keeps the last good level for such frames.
+
+    >>> estimate_level(torch.zeros(3, 64, 64)) is None
+    True
+    """
+    estimate = estimate_noise(image)
+    return estimate.level if estimate.ok else None
+
+
 class SigmaTracker:
     """Exponential moving average of per-frame sigma estimates, so the noise map does not flicker.
 
     ``smoothing`` is the weight of the past: 0 follows every estimate, 0.9 averages over about
-    ten frames. The first value after construction or :meth:`reset` is taken as is.
+    ten frames. The first value after construction or :meth:`reset` is taken as is. A failed
+    estimate (None or not finite: a black or flat frame) keeps the last good level, and the
+    first such frame says so once in the log (0 before any good level). :meth:`summary`
+    reports the levels used, for ``--stats``.
 
     >>> tracker = SigmaTracker(smoothing=0.5)
-    >>> tracker.update(10.0), tracker.update(20.0)
-    (10.0, 15.0)
+    >>> tracker.update(10.0), tracker.update(20.0), tracker.update(None)
+    (10.0, 15.0, 15.0)
+    >>> tracker.summary()
+    'noise level (0-255) min 10.0, mean 13.3, max 15.0 over 3 frames; 1 frame(s) without a usable estimate kept the last good level'
     """
 
     def __init__(self, smoothing: float = 0.9):
@@ -339,19 +365,41 @@ class SigmaTracker:
             raise ValueError(f"SigmaTracker: smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = smoothing
         self.value: float | None = None
+        self.failed = 0                      # frames whose estimate failed
+        self._count, self._sum = 0, 0.0      # the levels used (for summary(); live runs for days)
+        self._min, self._max = math.inf, -math.inf
 
-    def update(self, sigma: float) -> float:
-        """Fold one estimate in and return the smoothed sigma."""
-        sigma = float(sigma)
-        if self.value is None:
-            self.value = sigma
+    def update(self, sigma: float | None) -> float:
+        """Fold one estimate in (None: it failed) and return the smoothed sigma."""
+        if sigma is None or not math.isfinite(float(sigma)):
+            self.failed += 1
+            if self.failed == 1:
+                held = "the last good level" if self.value is not None else "sigma 0 until a frame shows noise"
+                log.warning("noise estimate failed on a black, flat or saturated frame; keeping %s "
+                            "(said once)", f"{held} {self.value:.1f}" if self.value is not None else held)
+            level = self.value if self.value is not None else 0.0
         else:
-            self.value = self.smoothing * self.value + (1.0 - self.smoothing) * sigma
-        return self.value
+            sigma = float(sigma)
+            self.value = sigma if self.value is None else \
+                self.smoothing * self.value + (1.0 - self.smoothing) * sigma
+            level = self.value
+        self._count, self._sum = self._count + 1, self._sum + level
+        self._min, self._max = min(self._min, level), max(self._max, level)
+        return level
 
     def reset(self) -> None:
-        """Forget the history (a scene cut or a new stream)."""
+        """Forget the history (a scene cut or a new stream); the summary keeps counting."""
         self.value = None
+
+    def summary(self) -> str:
+        """One line: min, mean and max of the levels used, and how many frames fell back."""
+        if not self._count:
+            return "noise level: no frames"
+        line = (f"noise level (0-255) min {self._min:.1f}, mean {self._sum / self._count:.1f}, "
+                f"max {self._max:.1f} over {self._count} frames")
+        if self.failed:
+            line += f"; {self.failed} frame(s) without a usable estimate kept the last good level"
+        return line
 
 
 @dataclass(frozen=True)
