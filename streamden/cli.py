@@ -295,6 +295,14 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number_list(text: str, option: str, kind: type) -> list:
+    """A comma list of numbers; anything else is a ConfigError naming the option and the value."""
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a comma-separated list of numbers") from None
+
+
 def _parse_size(text: str, option: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -462,7 +470,15 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM on clean clips with synthetic noise, next to classic baselines")
     p.add_argument("--clean", nargs="+", required=True, help="folders of clean consecutive frames")
-    p.add_argument("--sigma", default="10,20,30,40,50", help="comma-separated noise levels (0-255)")
+    p.add_argument("--sigma", default=None,
+                   help="comma-separated noise levels (0-255; default 10,20,30,40,50, with --degradation 10,15,25)")
+    p.add_argument("--degradation", metavar="KINDS",
+                   help="comma list of gaussian, camera, compressed, camera+compressed: realistic noise "
+                        "(streamden.noise.degrade), every method at its best strength over a grid")
+    p.add_argument("--iso", default="iso800,iso3200,iso12800", help="camera levels (default all three)")
+    p.add_argument("--codec", default="x264", help="compressed: comma list of x264, x265, jpeg (default x264)")
+    p.add_argument("--crf", default="23,28", help="compressed: x264/x265 CRFs (default 23,28)")
+    p.add_argument("--jpeg-quality", default="50,70,90", help="compressed with jpeg: qualities (default 50,70,90)")
     p.add_argument("--frames", type=int, help="frames per clip (default: all)")
     p.add_argument("--crop", type=int, help="centre crop size in pixels (default: whole frame)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
@@ -481,18 +497,28 @@ def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .tensors import resolve_device
 
-    try:
-        sigmas = [float(s) for s in args.sigma.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--sigma {args.sigma!r} is not a comma-separated list of numbers") from None
+    text = args.sigma or ("10,15,25" if args.degradation else "10,20,30,40,50")
+    sigmas = _number_list(text, "--sigma", float)
     _require(bool(sigmas) and all(0 <= s <= 255 for s in sigmas),
-             f"--sigma {args.sigma!r}: give noise levels in [0, 255] (0-255 scale)")
+             f"--sigma {text!r}: give noise levels in [0, 255] (0-255 scale)")
+    degradations = None
+    if args.degradation:
+        from .noise.degrade import degradation_grid
+
+        try:
+            degradations = degradation_grid(
+                [k.strip() for k in args.degradation.split(",") if k.strip()], sigmas,
+                [i.strip() for i in args.iso.split(",") if i.strip()],
+                [c.strip() for c in args.codec.split(",") if c.strip()],
+                _number_list(args.crf, "--crf", int), _number_list(args.jpeg_quality, "--jpeg-quality", int))
+        except ValueError as exc:
+            raise ConfigError(f"--degradation: {exc}") from None
     _require(args.frames is None or args.frames >= 1, f"--frames must be at least 1, got {args.frames}")
     _require(args.crop is None or args.crop >= 1, f"--crop must be at least 1 pixel, got {args.crop}")
     baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
-                      cbm3d=not args.no_cbm3d, align=args.align)
+                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)

@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["CAMERA_LEVELS", "CODECS", "DEGRADATIONS", "CameraLevel", "Degradation", "camera_noise",
+__all__ = ["CAMERA_LEVELS", "CODECS", "DEGRADATIONS", "CameraLevel", "Degradation", "camera_noise", "degradation_grid",
            "compress", "degrade", "effective_level", "shot_to_read"]
 
 DEGRADATIONS = ("gaussian", "camera", "compressed", "camera+compressed")
@@ -277,3 +278,40 @@ def degrade(clean: torch.Tensor, spec: Degradation, seed: int = 0) -> torch.Tens
     if "compressed" in spec.kind:
         noisy = compress(noisy, spec.codec, spec.quality, spec.preset)
     return noisy
+
+
+def degradation_grid(kinds: Sequence[str], sigmas: Sequence[float] = (10, 15, 25),
+                     isos: Sequence[str] = tuple(CAMERA_LEVELS), codecs: Sequence[str] = ("x264",),
+                     crfs: Sequence[int] = (23, 28), jpeg_qualities: Sequence[int] = (50, 70, 90)) -> list[Degradation]:
+    """Every setting of the degradation ``kinds``: gaussian per sigma; camera per ISO level;
+    compressed per sigma, codec and CRF (JPEG: per quality); camera+compressed per ISO, codec
+    and CRF/quality. A value out of range is a ValueError naming it.
+
+    >>> [d.label for d in degradation_grid(["camera", "compressed"], sigmas=[15], isos=["iso800"], crfs=[23])]
+    ['camera iso800', 'compressed s15 x264 crf23']
+    """
+    for kind in kinds:
+        if kind not in DEGRADATIONS:
+            raise ValueError(f"unknown degradation {kind!r} (known: {', '.join(DEGRADATIONS)})")
+    for codec in codecs:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
+    for crf in crfs:
+        if not 0 <= crf <= 51:
+            raise ValueError(f"CRF {crf} is out of range (0-51)")
+    for q in jpeg_qualities:
+        if not 1 <= q <= 100:
+            raise ValueError(f"JPEG quality {q} is out of range (1-100)")
+    for s in sigmas:
+        if not 0 <= s <= 255:
+            raise ValueError(f"sigma {s:g} is out of range (0-255)")
+    qualities = {c: (jpeg_qualities if c == "jpeg" else crfs) for c in codecs}
+    out: list[Degradation] = []
+    for kind in kinds:
+        sources = [dict(iso=i) for i in isos] if "camera" in kind else [dict(sigma=float(s)) for s in sigmas]
+        for source in sources:
+            if "compressed" not in kind:
+                out.append(Degradation(kind, **source))
+                continue
+            out += [Degradation(kind, codec=c, quality=int(q), **source) for c in codecs for q in qualities[c]]
+    return out
