@@ -515,7 +515,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--degradation: {exc}") from None
     _require(args.frames is None or args.frames >= 1, f"--frames must be at least 1, got {args.frames}")
     _require(args.crop is None or args.crop >= 1, f"--crop must be at least 1 pixel, got {args.crop}")
-    baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
+    baselines = ("noisy",) if args.no_nlm else ("noisy", "nlm")
+    if not args.degradation:   # the single-frame baseline costs a run per grid step: Gaussian runs only
+        baselines += ("single",)
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
                       cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations)
