@@ -153,3 +153,11 @@ def test_a_frame_that_tells_nothing_keeps_the_last_good_level(frame, caplog):
     assert len([r for r in caplog.records if "noise estimate failed" in r.getMessage()]) == 1   # said once
     assert "2 frame(s) without a usable estimate" in tracker.summary()
     assert SigmaTracker().update(None) == 0.0                                # nothing good yet
+
+
+def test_strong_noise_that_clips_most_blocks_still_reads():
+    clean = np.zeros((96, 96, 3), np.uint8)
+    clean[..., 2] = 230                                      # a saturated blue scene: red and green at black
+    noisy = _add_noise(clean, 35, seed=5)
+    level = estimate_level(noisy)
+    assert level is not None and level > 15
