@@ -36,7 +36,7 @@ import torch
 from streamden.burst.core import fuse_burst
 from streamden.models.registry import DEFAULT_MODEL
 from streamden.burst.fuse import denoise_single, residual_guard
-from streamden.burst.noise import NoiseModel
+from streamden.noise.estimate import NoiseModel
 from streamden.burst.synth import make_night_burst
 from streamden.metrics import psnr, ssim
 from streamden.config import make_config

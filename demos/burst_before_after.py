@@ -25,7 +25,7 @@ from streamden.api import denoise_burst
 from streamden.models.registry import DEFAULT_MODEL
 from streamden.burst.fuse import denoise_single
 from streamden.burst.io import write_photo
-from streamden.burst.noise import NoiseModel
+from streamden.noise.estimate import NoiseModel
 from streamden.burst.synth import make_night_burst
 from streamden.metrics import psnr
 from streamden.config import make_config

@@ -14,7 +14,6 @@ from .engine import Engine
 from .graph import Graph, GraphReport
 from .io import open_sink, open_source
 from .io.frame import Frame
-from .noise.estimate import estimate_sigma
 from .pipeline import DenoiseNode, DownloadNode, UploadNode, decode_options, parse_fps, parse_sigma
 from .preview.file import FileWatch
 from .tensors import image_to_tensor, tensor_to_image
@@ -32,7 +31,8 @@ def denoise_video(src: str | Path, dst: str | Path, *, preset: str | None = "res
                   **options: Any) -> GraphReport:
     """Denoise a video file (or image sequence) into ``dst``; audio and subtitles are copied.
 
-    Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``model``,
+    Options are shortcuts for config keys: ``sigma`` (0-255 or "auto"), ``strength`` (0.25-4,
+    scales the noise map), ``model``,
     ``align`` ("auto", "none" or "flow"), ``device``, ``codec``, ``crf``, ``encoder_preset``, ``fps``, ``precision``, ``queue_size``, ``hwaccel`` ("none", "cuda" or "auto": NVDEC decoding),
     ``backend`` ("torch" or "onnxruntime"; ``model`` may then be an export ``NAME.onnx``).
     Everything is checked before any work starts, so bad input leaves no output behind.
@@ -91,8 +91,8 @@ def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int
         clips = read_footage(src, config.adapt.frames, dict(decode_options(config), stream=stream, isolate=False))
         adapt_engine(engine, clips, count or sum(c.frames.shape[0] for c in clips), progress=on_adapt)
     taps = [watch.tap()] if watch is not None else []
-    nodes = [source, *taps, UploadNode(engine.device, sigma, config.noise.smoothing), DenoiseNode(engine),
-             DownloadNode(), sink]
+    upload = UploadNode(engine.device, sigma, config.noise.smoothing)
+    nodes = [source, *taps, upload, DenoiseNode(engine), DownloadNode(), sink]
     graph = Graph(nodes, queue_size=config.graph.queue_size)
     if on_start:
         on_start(source)
@@ -104,6 +104,7 @@ def _denoise_video(src: str | Path, dst: str | Path, config: Any, *, stream: int
         raise
     report.input_problems = getattr(source, "problems", None)  # DecodeProblems, for --stats
     report.adaptation = engine.adapted                          # AdaptResult or None
+    report.noise = upload.tracker.summary() if sigma is None else None   # the levels used, for --stats
     return report
 
 
@@ -187,7 +188,7 @@ class Denoiser:
                 raise ValueError(f"expected a (3, H, W) float tensor in [0, 1], got {tuple(frame.shape)}")
             self._kinds.append(None)
             tensor = frame.to(self.device, torch.float32)
-        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
+        sigma = self.sigma if self.sigma is not None else self.tracker.update(self.engine.estimate_sigma(tensor))
         return self._convert(self.stream.push(tensor, sigma))
 
     def flush(self) -> list[np.ndarray | torch.Tensor]:

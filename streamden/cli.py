@@ -8,6 +8,9 @@ from typing import Sequence
 from .cpu import tune_malloc
 from .errors import Cancelled, ConfigError, StreamdenError
 
+STRENGTH_HELP = ("scale the noise level the network is given: 0.25-4 (default 1); above 1 removes more "
+                 "(residual noise, blotches), below 1 keeps more detail and grain (README \"Strength\")")
+
 # x264/x265 speed presets: `--preset` takes these as the encoder's, any other name as a config preset.
 ENCODER_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
@@ -25,6 +28,7 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set encode.crf=20 (repeatable)")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto' to estimate it per frame")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--align", choices=["auto", "none", "flow"],
@@ -145,7 +149,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
             args.input, args.output, preset=None if args.config else preset, config_file=args.config,
             overrides=args.set, stream=args.stream, overwrite=args.overwrite,
             on_frame=step_bar, on_start=start_bar,
-            sigma=args.sigma, device=args.device, model=args.model, align=args.align, codec=args.codec,
+            sigma=args.sigma, strength=args.strength, device=args.device, model=args.model, align=args.align,
+            codec=args.codec,
             crf=args.crf, encoder_preset=encoder_preset, fps=args.fps, resume=args.resume,
             max_pixels=args.max_pixels, tile=args.tile, isolate=False if args.no_isolate else None,
             hwaccel=args.hwaccel, precision=args.precision, preview=preview, backend=args.backend,
@@ -180,6 +185,8 @@ def _run_denoise(args: argparse.Namespace) -> int:
         print(report.format_table())
         if problems is not None:
             print(f"input: {problems.frames} frames decoded, {problems.summary()}")
+        if getattr(report, "noise", None):
+            print(report.noise)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -188,7 +195,7 @@ def _ray_config(args: argparse.Namespace, preset: str | None, encoder_preset: st
     from .config import make_config
 
     return make_config(None if args.config else preset, args.config, args.set, sigma=args.sigma,
-                       device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
+                       strength=args.strength, device=args.device, model=args.model, align=args.align, codec=args.codec, crf=args.crf,
                        encoder_preset=encoder_preset, fps=args.fps, max_pixels=args.max_pixels, tile=args.tile,
                        isolate=False if args.no_isolate else None, hwaccel=args.hwaccel,
                        precision=args.precision, backend=args.backend)
@@ -222,6 +229,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="a YAML config file (replaces the preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--codec", choices=["h264", "h265", "av1", "ffv1"], help="output codec")
@@ -242,7 +250,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     if args.ray is not None:
         import_ray()
     config = make_config(None if args.config else args.preset, args.config, args.set, sigma=args.sigma,
-                         device=args.device, model=args.model, codec=args.codec, crf=args.crf)
+                         strength=args.strength, device=args.device, model=args.model, codec=args.codec,
+                         crf=args.crf)
     suffix = "." + args.ext if args.ext and not args.ext.startswith(".") else args.ext   # --ext mkv = .mkv
     report = denoise_batch(args.inputs, args.out, address=args.ray or None, use_ray=args.ray is not None,
                            config=config, suffix=suffix, overwrite=args.overwrite, workers=args.workers,
@@ -288,6 +297,7 @@ def _add_burst(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma",
                    help="noise level on the 0-255 scale, or 'auto' (the preset's default) to fit a "
                         "Poisson-Gaussian model")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--frames", type=int, help="use only the first N frames")
     p.add_argument("--method", default="network", choices=["network", "windows", "merge", "mean"],
                    help="fusion: network (default), windows (network over 5-frame windows), merge (robust "
@@ -304,7 +314,7 @@ def _run_burst(args: argparse.Namespace) -> int:
     from .config import make_config
 
     config = make_config(None if args.config else args.preset, args.config, args.set, door="burst",
-                         sigma=args.sigma, model=args.model, device=args.device)
+                         sigma=args.sigma, strength=args.strength, model=args.model, device=args.device)
     result = denoise_burst(args.inputs, args.output, config=config, reference=args.reference,
                            frames=args.frames, method=args.method, refine=not args.no_refine,
                            overwrite=args.overwrite)
@@ -350,6 +360,14 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number_list(text: str, option: str, kind: type) -> list:
+    """A comma list of numbers; anything else is a ConfigError naming the option and the value."""
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a comma-separated list of numbers") from None
+
+
 def _parse_size(text: str, option: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -380,6 +398,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set live.read_timeout=5 (repeatable)")
     p.add_argument("--sigma", help="noise level on the 0-255 scale, or 'auto'")
+    p.add_argument("--strength", type=float, metavar="K", help=STRENGTH_HELP)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the network runs (default auto)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
     p.add_argument("--fps", help="output frame rate (default: the source's nominal rate)")
@@ -426,8 +445,8 @@ def _run_live(args: argparse.Namespace) -> int:
         summaries = run_live(args.sources, args.out, preset=None if args.config else args.preset,
                              config_file=args.config, overrides=overrides, duration=args.duration,
                              metrics_port=args.metrics_port, stats_every=args.stats, print_fn=say,
-                             on_job=on_job, preview=preview, sigma=args.sigma, device=args.device,
-                             model=args.model, fps=args.fps, backend=args.backend)
+                             on_job=on_job, preview=preview, sigma=args.sigma, strength=args.strength,
+                             device=args.device, model=args.model, fps=args.fps, backend=args.backend)
     finally:
         if previous:
             signal.signal(signal.SIGTERM, previous[0])
@@ -438,7 +457,7 @@ def _run_live(args: argparse.Namespace) -> int:
             say(f"{s['stream']}: emitted {s['emitted']} (received {s['received']}), full {s['path_full']}, "
                 f"degraded {s['degraded']}, late {s['late']}, dropped {s['dropped']}, repeated {s['repeated']} "
                 f"(slate {s['slate']}), reconnects {s['reconnects']}, latency p50 {s['latency_p50_ms']:.0f} ms "
-                f"p99 {s['latency_p99_ms']:.0f} ms, interval p99 {s['interval_p99_ms']:.1f} ms")
+                f"p99 {s['latency_p99_ms']:.0f} ms, interval p99 {s['interval_p99_ms']:.1f} ms; {s['noise']}")
     return 0
 
 
@@ -621,7 +640,15 @@ def _run_adapt(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM on clean clips with synthetic noise, next to classic baselines")
     p.add_argument("--clean", nargs="+", required=True, help="folders of clean consecutive frames")
-    p.add_argument("--sigma", default="10,20,30,40,50", help="comma-separated noise levels (0-255)")
+    p.add_argument("--sigma", default=None,
+                   help="comma-separated noise levels (0-255; default 10,20,30,40,50, with --degradation 10,15,25)")
+    p.add_argument("--degradation", metavar="KINDS",
+                   help="comma list of gaussian, camera, compressed, camera+compressed: realistic noise "
+                        "(streamden.noise.degrade), every method at its best strength over a grid")
+    p.add_argument("--iso", default="iso800,iso3200,iso12800", help="camera levels (default all three)")
+    p.add_argument("--codec", default="x264", help="compressed: comma list of x264, x265, jpeg (default x264)")
+    p.add_argument("--crf", default="23,28", help="compressed: x264/x265 CRFs (default 23,28)")
+    p.add_argument("--jpeg-quality", default="50,70,90", help="compressed with jpeg: qualities (default 50,70,90)")
     p.add_argument("--frames", type=int, help="frames per clip (default: all)")
     p.add_argument("--crop", type=int, help="centre crop size in pixels (default: whole frame)")
     p.add_argument("--model", help="registered model name or a .safetensors file")
@@ -640,18 +667,30 @@ def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .tensors import resolve_device
 
-    try:
-        sigmas = [float(s) for s in args.sigma.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--sigma {args.sigma!r} is not a comma-separated list of numbers") from None
+    text = args.sigma or ("10,15,25" if args.degradation else "10,20,30,40,50")
+    sigmas = _number_list(text, "--sigma", float)
     _require(bool(sigmas) and all(0 <= s <= 255 for s in sigmas),
-             f"--sigma {args.sigma!r}: give noise levels in [0, 255] (0-255 scale)")
+             f"--sigma {text!r}: give noise levels in [0, 255] (0-255 scale)")
+    degradations = None
+    if args.degradation:
+        from .noise.degrade import degradation_grid
+
+        try:
+            degradations = degradation_grid(
+                [k.strip() for k in args.degradation.split(",") if k.strip()], sigmas,
+                [i.strip() for i in args.iso.split(",") if i.strip()],
+                [c.strip() for c in args.codec.split(",") if c.strip()],
+                _number_list(args.crf, "--crf", int), _number_list(args.jpeg_quality, "--jpeg-quality", int))
+        except ValueError as exc:
+            raise ConfigError(f"--degradation: {exc}") from None
     _require(args.frames is None or args.frames >= 1, f"--frames must be at least 1, got {args.frames}")
     _require(args.crop is None or args.crop >= 1, f"--crop must be at least 1 pixel, got {args.crop}")
-    baselines = ("noisy", "single") if args.no_nlm else ("noisy", "nlm", "single")
+    baselines = ("noisy",) if args.no_nlm else ("noisy", "nlm")
+    if not args.degradation:   # the single-frame baseline costs a run per grid step: Gaussian runs only
+        baselines += ("single",)
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
-                      cbm3d=not args.no_cbm3d, align=args.align)
+                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)

@@ -63,14 +63,22 @@ class ModelConfig:
                                 cuda_graphs=self.cuda_graphs, batch=self.batch)
 
 
+STRENGTH_RANGE = (0.25, 4.0)     # noise.strength, --strength
+
+
 @dataclass
 class NoiseConfig:
     """How strong the denoising is."""
 
     sigma: str = "auto"          # a number on the 0-255 scale, or "auto"
     smoothing: float = 0.9       # temporal smoothing of the auto estimate (EMA factor)
+    strength: float = 1.0        # scales the noise map the network sees: 0.25 (gentle) to 4 (strong)
 
     def __post_init__(self) -> None:
+        if isinstance(self.strength, bool) or not isinstance(self.strength, numbers.Real) \
+                or not STRENGTH_RANGE[0] <= self.strength <= STRENGTH_RANGE[1]:
+            raise ConfigError(f"noise.strength must lie in [{STRENGTH_RANGE[0]:g}, {STRENGTH_RANGE[1]:g}] "
+                              f"(1 = as estimated or given), got {self.strength!r}")
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, numbers.Real) \
                 or not 0.0 <= self.smoothing < 1.0:
             raise ConfigError(f"noise.smoothing must lie in [0, 1) (0: no smoothing), got {self.smoothing!r}")
@@ -347,6 +355,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 OPTION_KEYS = {
     "sigma": "noise.sigma",
     "smoothing": "noise.smoothing",
+    "strength": "noise.strength",
     "model": "model.name",
     "device": "model.device",
     "precision": "model.precision",
@@ -383,7 +392,7 @@ FRONT_DOOR_KEYS: dict[str, tuple[str, ...]] = {
     # streamden live, run_live: live sources (no input.*), no segments (no job.*)
     "live": ("model", "align", "noise", "encode", "graph", "live"),
     # streamden burst, denoise_burst: its own alignment and noise model
-    "burst": ("model", "noise.sigma"),
+    "burst": ("model", "noise.sigma", "noise.strength"),
 }
 
 
@@ -409,7 +418,7 @@ def check_front_door(door: str, keys: Iterable[str]) -> None:
     >>> check_front_door("burst", ["align.mode"])
     Traceback (most recent call last):
     ...
-    streamden.errors.ConfigError: align.mode: streamden burst does not use this key (it reads model.*, noise.sigma)
+    streamden.errors.ConfigError: align.mode: streamden burst does not use this key (it reads model.*, noise.sigma, noise.strength)
     """
     reads = FRONT_DOOR_KEYS[door]
     for key in keys:

@@ -17,7 +17,10 @@ reaches every one of them. The engine owns:
   a per-pixel noise map; optionally at reduced resolution), used by live's cheap paths,
   burst and eval's single-frame baseline;
 * the noise level (``noise.sigma``, ``noise.smoothing``): :meth:`sigma_tracker` and
-  :meth:`estimate_sigma`;
+  :meth:`estimate_sigma` (None for a frame that tells nothing: the tracker keeps the last
+  good level);
+* the strength (``noise.strength``, ``--strength``): every noise map the network sees, in
+  streams, windows and the single-frame pass, is the given or estimated one times it;
 * self-supervised adaptation to the footage (``adapt.*``, :meth:`adapt`): the network is
   fine-tuned on noisy frames and replaces the loaded one for every later stream.
 
@@ -47,7 +50,7 @@ from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.registry import load_model, model_alignment
 from .models.streaming import HALF, StreamingDenoiser
 from .models.tiling import maybe_tiled
-from .noise.estimate import SigmaTracker, estimate_sigma
+from .noise.estimate import SigmaTracker, estimate_level
 from .tensors import resolve_device
 
 if TYPE_CHECKING:
@@ -89,6 +92,7 @@ class Engine:
             self.model_align = model_alignment(config.model.name)
         else:
             self.model_align = "none"
+        self.strength = float(config.noise.strength)
         self.lock = threading.Lock()
         self.adapted = None            # the AdaptResult once :meth:`adapt` ran
         if self.backend != "onnxruntime":
@@ -167,7 +171,8 @@ class Engine:
         True
         """
         aligner = make_aligner(self.config.align, self.device, self.model_align)
-        return StreamingDenoiser(self.runner, device=self.device, aligner=aligner, lookahead=lookahead)
+        return StreamingDenoiser(self.runner, device=self.device, aligner=aligner, lookahead=lookahead,
+                                 strength=self.strength)
 
     def denoise_clip(self, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """A whole clip ``(T, 3, H, W)`` in [0, 1] with one sigma or one per frame (0-255), as a
@@ -229,16 +234,18 @@ class Engine:
         return crop_to(out, size).clamp(0.0, 1.0)
 
     def _noise_map(self, sigma: float | torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """A ``(1, 1, H, W)`` noise map on the device: a sigma (0-255) or a ``(1, H, W)`` map of sigma/255."""
+        """A ``(1, 1, H, W)`` noise map on the device: a sigma (0-255) or a ``(1, H, W)`` map of
+        sigma/255, times ``noise.strength``."""
         if isinstance(sigma, torch.Tensor):
-            return sigma.to(self.device, torch.float32).reshape(1, 1, height, width)
-        return torch.full((1, 1, height, width), float(sigma) / 255.0, device=self.device)
+            return sigma.to(self.device, torch.float32).reshape(1, 1, height, width) * self.strength
+        return torch.full((1, 1, height, width), float(sigma) * self.strength / 255.0, device=self.device)
 
     def sigma_tracker(self) -> SigmaTracker:
         """A fresh per-sequence smoother of noise estimates (``noise.smoothing``)."""
         return SigmaTracker(self.config.noise.smoothing)
 
     @staticmethod
-    def estimate_sigma(image: torch.Tensor) -> float:
-        """The noise level (0-255) of one frame ``(3, H, W)`` (:func:`streamden.noise.estimate.estimate_sigma`)."""
-        return float(estimate_sigma(image))
+    def estimate_sigma(image: torch.Tensor) -> float | None:
+        """The noise level (0-255) of one frame ``(3, H, W)``, or None for a black, flat or saturated
+        frame (:func:`streamden.noise.estimate.estimate_level`); fold it into :meth:`sigma_tracker`."""
+        return estimate_level(image)

@@ -14,6 +14,17 @@ same noisy frames then go to every method:
 
 PSNR and SSIM are averaged over the frames of a clip; the table also shows the mean over clips.
 
+With ``degradations`` (``streamden eval --degradation gaussian,camera,compressed,camera+compressed``)
+the clips get the realistic degradations of :mod:`streamden.noise.degrade` instead, and
+every method gets its best strength, found on the clean clip (an oracle, the same for all):
+
+* ``nlm`` at ``h = k * L`` and ``cbm3d`` at ``sigma = k * L`` for ``k`` in :data:`NLM_GRID`
+  and :data:`CBM3D_GRID`, with ``L`` the effective level ``std(noisy - clean)``;
+* ``model`` is what users get: ``--sigma auto`` (per-frame estimate, smoothed as ``noise.smoothing``);
+* ``fixed`` is our network at its best fixed level ``k * L``, ``k`` in :data:`MODEL_GRID`.
+
+Each row records the effective level and the setting that won.
+
 >>> result = evaluate(["../shared/data/val/videos/da_demo1"], [30], frames=5, crop=128)  # doctest: +SKIP
 >>> print(result.format_table())                                                         # doctest: +SKIP
 """
@@ -35,6 +46,7 @@ import torch
 from .errors import InputError
 from .metrics import psnr_per_image, ssim_per_image
 from .models.fastdvdnet import WINDOW
+from .noise.degrade import Degradation, degrade, effective_level
 from .noise.synth import noisy_8bit
 from .train.data import find_clips, read_clip
 
@@ -42,14 +54,21 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 BASELINES = ("noisy", "nlm", "cbm3d", "single")
-METHOD_ORDER = ("noisy", "nlm", "cbm3d", "single", "model")
+METHOD_ORDER = ("noisy", "nlm", "cbm3d", "single", "model", "fixed")
 METHOD_LABELS = {
     "noisy": "noisy input",
     "nlm": "OpenCV NLM-multi (5 fr)",
     "cbm3d": "CBM3D (per frame)",
     "single": "ours, single-frame",
     "model": "ours, FastDVDnet",
+    "fixed": "ours, best fixed level",
 }
+# Strength grids of the degradation runs, as multiples of the effective level (best one kept).
+# Measured on the validation clips: NLM peaks near 0.6, CBM3D and our Gaussian-trained
+# network at 1.5-2 x the effective level of compressed noise.
+NLM_GRID = (0.4, 0.6, 0.8)
+CBM3D_GRID = (1.0, 1.5, 2.0, 3.0)
+MODEL_GRID = (1.0, 1.5, 2.0, 3.0)
 NLM_H_PER_SIGMA = 0.6        # h = hColor = 0.6 * sigma; see MODEL_CARD.md for the tuning
 NLM_TEMPLATE, NLM_SEARCH = 7, 21
 
@@ -65,6 +84,14 @@ class EvalRow:
     ssim: float
     frames: int
     seconds: float
+    degradation: str = ""        # the degradation's label (empty: Gaussian noise of ``sigma``)
+    effective: float = math.nan  # std(noisy - clean), 0-255
+    setting: str = ""            # the strength that won (grid runs) or the level used
+
+    @property
+    def level(self) -> str:
+        """The table group this row belongs to: the degradation label, or the sigma."""
+        return self.degradation or f"{self.sigma:g}"
 
 
 @dataclass
@@ -91,24 +118,34 @@ class EvalResult:
         return list(dict.fromkeys(r.sigma for r in self.rows))
 
     @property
+    def levels(self) -> list[str]:
+        """Table groups (degradation labels, or sigmas) in order of first appearance."""
+        return list(dict.fromkeys(r.level for r in self.rows))
+
+    @property
     def methods(self) -> list[str]:
         """Methods present, in the canonical order."""
         present = {r.method for r in self.rows}
         return [m for m in METHOD_ORDER if m in present]
 
-    def get(self, clip: str, sigma: float, method: str) -> EvalRow | None:
-        """The row for one clip, sigma and method, or None."""
+    def get(self, clip: str, level: float | str, method: str) -> EvalRow | None:
+        """The row for one clip, level (a sigma or a degradation label) and method, or None."""
         for r in self.rows:
-            if r.clip == clip and r.sigma == sigma and r.method == method:
+            if r.clip == clip and r.level == _level_key(level) and r.method == method:
                 return r
         return None
 
-    def average(self, method: str, sigma: float) -> tuple[float, float]:
-        """Mean (PSNR, SSIM) over clips for one method and sigma (NaN when absent)."""
-        rows = [r for r in self.rows if r.method == method and r.sigma == sigma]
+    def average(self, method: str, level: float | str) -> tuple[float, float]:
+        """Mean (PSNR, SSIM) over clips for one method and level (NaN when absent)."""
+        rows = [r for r in self.rows if r.method == method and r.level == _level_key(level)]
         if not rows:
             return math.nan, math.nan
         return float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows]))
+
+    def effective(self, level: float | str) -> float:
+        """Mean effective level (std(noisy - clean), 0-255) over clips of one level."""
+        values = [r.effective for r in self.rows if r.level == _level_key(level) and r.method == "noisy"]
+        return float(np.mean(values)) if values else math.nan
 
     def format_table(self) -> str:
         """A plain-text table: per sigma, one line per method with PSNR/SSIM per clip and the mean.
@@ -118,26 +155,31 @@ class EvalResult:
         """
         clips = self.clips
         name_w = max(len(v) for v in METHOD_LABELS.values())
-        head = f"{'sigma':<6} {'method':<{name_w}}" + "".join(f" {c[:15]:>15}" for c in clips) + f" {'mean':>15}"
-        sub = f"{'':<6} {'':<{name_w}}" + "".join(f" {'PSNR / SSIM':>15}" for _ in clips + ['mean'])
+        level_w = max([6] + [len(level) for level in self.levels])
+        head = f"{'sigma' if level_w == 6 else 'degradation':<{level_w}} {'method':<{name_w}}" + \
+            "".join(f" {c[:15]:>15}" for c in clips) + f" {'mean':>15}"
+        sub = f"{'':<{level_w}} {'':<{name_w}}" + "".join(f" {'PSNR / SSIM':>15}" for _ in clips + ['mean'])
         lines = [head, sub, "-" * len(head)]
-        for sigma in self.sigmas:
+        for level in self.levels:
             for m in self.methods:
                 cells = []
                 for c in clips:
-                    r = self.get(c, sigma, m)
+                    r = self.get(c, level, m)
                     cells.append(f"{r.psnr:6.2f} / {r.ssim:.3f}" if r else f"{'-':>15}")
-                p, s = self.average(m, sigma)
+                p, s = self.average(m, level)
                 cells.append(f"{p:6.2f} / {s:.3f}")
-                lines.append(f"{sigma:<6g} {METHOD_LABELS.get(m, m):<{name_w}}" + "".join(f" {x:>15}" for x in cells))
+                lines.append(f"{level:<{level_w}} {METHOD_LABELS.get(m, m):<{name_w}}" + "".join(f" {x:>15}" for x in cells))
+            effective = self.effective(level)
+            if any(r.degradation for r in self.rows):
+                lines.append(f"{'':<{level_w}} effective level {effective:.2f} (std of noisy - clean, mean of the clips)")
             lines.append("")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines).rstrip() + "\n"
 
     def to_dict(self) -> dict:
         """Settings, notes, rows and per-sigma means as plain data."""
-        means = {f"{s:g}": {m: dict(zip(("psnr", "ssim"), self.average(m, s))) for m in self.methods}
-                 for s in self.sigmas}
+        means = {level: {m: dict(zip(("psnr", "ssim"), self.average(m, level))) for m in self.methods}
+                 for level in self.levels}
         return {"settings": self.settings, "notes": self.notes, "rows": [asdict(r) for r in self.rows],
                 "mean": means}
 
@@ -158,6 +200,10 @@ class EvalResult:
         return path
 
 
+def _level_key(level: float | str) -> str:
+    return level if isinstance(level, str) else f"{float(level):g}"
+
+
 def centre_crop(frames: torch.Tensor, crop: int | None) -> torch.Tensor:
     """The centre ``crop`` x ``crop`` square of ``(T, 3, H, W)`` frames (clipped to the frame size).
 
@@ -172,13 +218,15 @@ def centre_crop(frames: torch.Tensor, crop: int | None) -> torch.Tensor:
     return frames[..., top:top + ch, left:left + cw]
 
 
-def clip_seed(seed: int, clip: str, sigma: float) -> int:
-    """A noise seed per (run seed, clip name, sigma), independent of the order things run in.
+def clip_seed(seed: int, clip: str, sigma: float, label: str = "") -> int:
+    """A noise seed per (run seed, clip name, sigma, degradation label), independent of the order
+    things run in.
 
     >>> clip_seed(0, "a", 30) == clip_seed(0, "a", 30.0)
     True
     """
-    return (seed * 1_000_003 + zlib.crc32(clip.encode()) + int(round(sigma * 100))) % (2 ** 63)
+    extra = zlib.crc32(label.encode()) if label else 0
+    return (seed * 1_000_003 + zlib.crc32(clip.encode()) + int(round(sigma * 100)) + extra) % (2 ** 63)
 
 
 def _to_uint8_bgr(frames: torch.Tensor) -> list[np.ndarray]:
@@ -235,6 +283,34 @@ def single_frame_denoise(engine: "Engine", noisy: torch.Tensor, sigma: float) ->
     return torch.stack([engine.single_frame(frame, sigma).cpu() for frame in noisy])
 
 
+def auto_denoise(engine: "Engine", noisy: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """The network as ``--sigma auto`` runs it: a per-frame estimate folded through the engine's
+    tracker (``noise.smoothing``, the last good level on a failed frame), then the whole clip;
+    returns the output and the levels used.
+
+    >>> from streamden.config import make_config
+    >>> from streamden.engine import Engine
+    >>> out, levels = auto_denoise(Engine(make_config(None, device="cpu")), torch.rand(2, 3, 32, 32))
+    >>> out.shape, len(levels)
+    (torch.Size([2, 3, 32, 32]), 2)
+    """
+    tracker = engine.sigma_tracker()
+    levels = [tracker.update(engine.estimate_sigma(frame)) for frame in noisy]
+    return engine.denoise_clip(noisy, torch.tensor(levels)), levels
+
+
+def _best_over_grid(clean: torch.Tensor, run: Callable[[float], torch.Tensor], base: float,
+                    grid: Sequence[float]) -> tuple[torch.Tensor, str]:
+    """Run ``run(k * base)`` for every ``k`` of the grid; the output with the best PSNR and its setting."""
+    best, best_psnr, setting = None, -math.inf, ""
+    for k in grid:
+        out = run(k * base)
+        p = _score(clean, out)[0]
+        if p > best_psnr:
+            best, best_psnr, setting = out, p, f"{k:g} x level = {k * base:.1f}"
+    return best, setting
+
+
 def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
     p = psnr_per_image(out, clean)
     finite = p[torch.isfinite(p)]
@@ -244,7 +320,7 @@ def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
 def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | None = None, frames: int | None = None,
              crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto", align: str = "auto",
              baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
-             log: Callable[[str], None] = print) -> EvalResult:
+             log: Callable[[str], None] = print, degradations: Sequence[Degradation] | None = None) -> EvalResult:
     """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
 
     ``clean_dirs`` are clips (frame folders or video files) or folders of clips; ``frames``
@@ -252,7 +328,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     ``import bm3d`` works; otherwise a note says it was skipped. The network runs through
     the :class:`~streamden.engine.Engine` of a job with these settings (``precision`` auto:
     bf16 on a CPU with native bf16), aligned as the model card says (``align`` auto) or as
-    ``align`` forces: what users get.
+    ``align`` forces: what users get. ``degradations`` replace the Gaussian ``sigmas`` by
+    realistic degradations, each method at its best strength (see the module docstring).
 
     >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
     >>> r.methods                                                              # doctest: +SKIP
@@ -264,7 +341,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baseline(s) {sorted(unknown)} (known: {', '.join(BASELINES)})")
-    if not sigmas:
+    if not sigmas and not degradations:
         raise ValueError("evaluate: no sigma given")
     use = list(baselines)
     notes: list[str] = []
@@ -287,6 +364,19 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
         "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",
     }, notes=notes)
+    if degradations:
+        result.settings.update({
+            "degradations": [d.label for d in degradations],
+            "noise": "streamden.noise.degrade (8-bit); each method at its best strength over a grid, "
+                     "k times the effective level L = std(noisy - clean)",
+            "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW}, h = hColor = k * L, "
+                   f"k in {list(NLM_GRID)}, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
+            "cbm3d": f"bm3d.bm3d_rgb per frame, sigma = k * L, k in {list(CBM3D_GRID)}",
+            "model": "--sigma auto (per-frame estimate, smoothed by noise.smoothing)",
+            "fixed": f"our network at a fixed level k * L, k in {list(MODEL_GRID)}",
+        })
+        _evaluate_degraded(result, engine, clips, degradations, frames, crop, seed, use, log)
+        return result
 
     for path in clips:
         name = Path(path).name
@@ -312,3 +402,34 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
                 result.rows.append(EvalRow(name, sigma, method, round(p, 4), round(s, 5), clean.shape[0], round(seconds, 2)))
                 log(f"{name} sigma {sigma:g} {method}: {p:.2f} dB, SSIM {s:.4f} ({seconds:.1f}s)")
     return result
+
+
+def _evaluate_degraded(result: EvalResult, engine: "Engine", clips: list, degradations: Sequence[Degradation],
+                       frames: int | None, crop: int | None, seed: int, use: Sequence[str],
+                       log: Callable[[str], None]) -> None:
+    """The degradation runs of :func:`evaluate` (rows appended to ``result``)."""
+    for path in clips:
+        name = Path(path).name
+        clean = centre_crop(read_clip(path, max_frames=frames or 0), crop).float() / 255.0
+        for spec in degradations:
+            noisy = degrade(clean, spec, clip_seed(seed, name, spec.sigma, spec.label))
+            level = effective_level(noisy, clean)
+            runs: dict[str, Callable[[], tuple[torch.Tensor, str]]] = {
+                "noisy": lambda: (noisy, ""),
+                "nlm": lambda: _best_over_grid(clean, lambda h: nlm_denoise(noisy, h, h_per_sigma=1.0), level, NLM_GRID),
+                "cbm3d": lambda: _best_over_grid(clean, lambda s: cbm3d_denoise(noisy, s), level, CBM3D_GRID),
+                "single": lambda: (single_frame_denoise(engine, noisy, level), f"level {level:.1f}"),
+                "model": lambda: (lambda out, used: (out, f"auto, mean {np.mean(used):.1f}"))(*auto_denoise(engine, noisy)),
+                "fixed": lambda: _best_over_grid(clean, lambda s: engine.denoise_clip(noisy, s), level, MODEL_GRID),
+            }
+            for method in METHOD_ORDER:
+                if method not in ("model", "fixed") and method not in use:
+                    continue
+                t0 = time.time()
+                out, setting = runs[method]()
+                seconds = time.time() - t0
+                p, s = _score(clean, out)
+                result.rows.append(EvalRow(name, spec.sigma, method, round(p, 4), round(s, 5), clean.shape[0],
+                                           round(seconds, 2), spec.label, round(level, 3), setting))
+                log(f"{name} {spec.label} (level {level:.2f}) {method}: {p:.2f} dB, SSIM {s:.4f} "
+                    f"[{setting}] ({seconds:.1f}s)")

@@ -301,6 +301,7 @@ class LiveStream:
         data: dict[str, Any] = {"stream": self.name, **self.counters.summary()}
         data["fps"] = float(self.fps) if self.fps else None
         data["outputs"] = [o.stats() for o in self.outputs]
+        data["noise"] = self._tracker.summary() if self.sigma is None else f"noise level fixed at {self.sigma:g}"
         return data
 
     def wait_emitted(self, count: int, timeout: float) -> bool:

@@ -16,7 +16,7 @@ import torch
 from .errors import ConfigError
 from .graph import Node
 from .io.frame import Frame
-from .noise.estimate import SigmaTracker, estimate_sigma
+from .noise.estimate import SigmaTracker, estimate_level
 from .transfer import DeviceToHost, HostToDevice
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class UploadNode(Node):
 
     def process(self, frame: Frame) -> Iterable[Frame]:
         tensor = self.to_device(frame.image)
-        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_sigma(tensor))
+        sigma = self.sigma if self.sigma is not None else self.tracker.update(estimate_level(tensor))
         out = frame.with_image(tensor)
         out.sigma = sigma
         yield out

@@ -279,7 +279,7 @@ class _SegmentUpload(Node):
         self.tracker_after: float | None = None
 
     def process(self, frame: Frame) -> Iterable[Frame]:
-        from .noise.estimate import estimate_sigma
+        from .noise.estimate import estimate_level
 
         tensor = self.to_device(frame.image)
         if self.sigma is not None:
@@ -287,7 +287,7 @@ class _SegmentUpload(Node):
         elif frame.index < self.first:
             sigma = self.context[frame.index]
         else:
-            sigma = self.tracker.update(estimate_sigma(tensor))
+            sigma = self.tracker.update(estimate_level(tensor))
             if frame.index >= self.stop - CONTEXT and frame.index < self.stop:
                 self.tail[frame.index] = sigma
             if frame.index == self.stop - 1:
@@ -464,19 +464,20 @@ def _remove(path: Path) -> None:
         discard(path)
 
 
-def estimate_segment(spec: JobSpec, plan: SegmentPlan, first: int, stop: int) -> list[float]:
+def estimate_segment(spec: JobSpec, plan: SegmentPlan, first: int, stop: int) -> list[float | None]:
     """The raw noise estimates of frames ``[first, stop)``, as an uninterrupted run's upload
     computes them (on the CPU): the first pass of ``sigma: auto`` when segments run in parallel.
+    None marks a frame without a usable estimate (black, flat), which the tracker skips.
 
     >>> estimate_segment(job.spec, job.plan, 0, 8)  # doctest: +SKIP
     [20.1, 19.8, ...]
     """
-    from .noise.estimate import estimate_sigma
+    from .noise.estimate import estimate_level
     from .tensors import image_to_tensor
 
     _, source = _range_source(spec, plan, first, stop)
     try:
-        return [float(estimate_sigma(image_to_tensor(frame.image, "cpu"))) for frame in source.generate()]
+        return [estimate_level(image_to_tensor(frame.image, "cpu")) for frame in source.generate()]
     finally:
         source.close()
 

@@ -202,3 +202,11 @@ def test_a_signal_during_a_run_leaves_a_playable_file(tmp_path, random_weights, 
     facts = video_facts(out)
     assert 1 <= facts["frames"] < 16
     assert not [p for p in tmp_path.iterdir() if p.name not in ("in.mp4", "out.mp4")]
+
+
+def test_stats_report_the_noise_levels_used(tmp_path, random_weights, capsys):
+    src = make_video(tmp_path / "in.mp4", frames=4, size=(64, 48))
+    out = tmp_path / "out.mp4"
+    assert run_cli("denoise", src, "-o", out, "--model", random_weights, "--strength", "1.5", "--stats",
+                   "--no-progress") == 0
+    assert "noise level (0-255) min" in capsys.readouterr().out and video_facts(out)["frames"] == 4

@@ -47,7 +47,7 @@ def test_evaluate_tiny_folder(clip, random_weights, tmp_path, one_thread):
     data = json.loads(result.to_json(tmp_path / "r.json").read_text())
     assert len(data["rows"]) == len(result.rows) and set(data["mean"]) == {"20", "40"}
     csv_lines = result.to_csv(tmp_path / "r.csv").read_text().strip().splitlines()
-    assert csv_lines[0] == "clip,sigma,method,psnr,ssim,frames,seconds" and len(csv_lines) == len(result.rows) + 1
+    assert csv_lines[0] == "clip,sigma,method,psnr,ssim,frames,seconds,degradation,effective,setting" and len(csv_lines) == len(result.rows) + 1
     # same seed, same noise: the noisy baseline repeats exactly
     again = evaluate([clip], [20], model=str(random_weights), frames=4, crop=32, seed=3, baselines=("noisy",),
                      cbm3d=False, log=lambda s: None)
@@ -75,3 +75,19 @@ def test_unknown_baseline(clip, random_weights):
 
 def test_average_of_missing_method_is_nan():
     assert math.isnan(EvalResult().average("nlm", 30.0)[0])
+
+
+def test_evaluate_degradations(clip, random_weights, one_thread):
+    from streamden.noise.degrade import degradation_grid
+
+    specs = degradation_grid(["camera", "compressed"], sigmas=[15], isos=["iso3200"], crfs=[28])
+    result = evaluate([clip], [], model=str(random_weights), frames=4, crop=32, baselines=("noisy", "nlm"),
+                      cbm3d=False, log=lambda s: None, degradations=specs)
+    assert result.levels == ["camera iso3200", "compressed s15 x264 crf28"]
+    assert result.methods == ["noisy", "nlm", "model", "fixed"]
+    for level in result.levels:
+        noisy = result.get("tiny", level, "noisy")
+        assert 3 < noisy.effective < 40 and noisy.degradation == level
+        assert "x level" in result.get("tiny", level, "nlm").setting         # best over the grid
+        assert result.get("tiny", level, "model").setting.startswith("auto")
+    assert "effective level" in result.format_table()

@@ -96,3 +96,36 @@ def test_live_runs_the_engine_of_its_config(options):
     # one frame per network call whatever model.batch says: what the streams' runner does
     assert job.streams == [] and engine.runner.options.batch == 1 and engine.stream().batch == 1
     assert not engine.aligns
+
+
+STRENGTH_DOORS = ("denoise_video", "Denoiser", "Engine.denoise_clip (eval)")
+
+
+@pytest.mark.parametrize("door", STRENGTH_DOORS)
+def test_strength_scales_the_noise_map_in_every_front_door(door, clip, decoded, options, reference, tmp_path):
+    # noise.strength 2 at sigma 10 is sigma 20 for the network: the reference's frames, bit for bit
+    strong = dict(options, sigma="10", strength=2.0)
+    if door == "Engine.denoise_clip (eval)":
+        engine = Engine(make_config(None, **dict(strong, sigma=None)))
+        got = [tensor_to_image(t, np.uint8) for t in engine.denoise_clip(
+            torch.stack([image_to_tensor(im, "cpu") for im in decoded]), 10.0)]
+    else:
+        got = FRONT_DOORS[door](clip, decoded, strong, tmp_path)
+    differ = [i for i, (a, b) in enumerate(zip(got, reference)) if not np.array_equal(a, b)]
+    assert not differ, f"{door}: frames {differ} differ at strength 2 x sigma 10 from sigma 20"
+
+
+def test_strength_scales_maps_of_the_single_frame_pass_and_live(options):
+    engine = Engine(make_config(None, **dict(options, strength=0.5)))
+    plain = Engine(make_config(None, **options))
+    image, noise_map = torch.rand(3, 20, 28), torch.rand(1, 20, 28) * 0.2
+    assert torch.equal(engine.single_frame(image, noise_map), plain.single_frame(image, noise_map * 0.5))
+    live = Engine(make_config("surveillance", door="live", **dict(options, align="none", strength=3.0)), live=True)
+    assert live.strength == 3.0 and live.stream().strength == 3.0
+    from streamden.config import STRENGTH_RANGE
+    from streamden.errors import ConfigError
+
+    for bad in (STRENGTH_RANGE[0] / 2, STRENGTH_RANGE[1] * 2, "strong"):
+        with pytest.raises(ConfigError, match="noise.strength"):
+            make_config(None, strength=bad)
+    make_config("night_burst", door="burst", strength=2)         # bursts read it too

@@ -17,7 +17,7 @@ from ..errors import InputError
 from .fuse import aligned_mean, denoise_single, denoise_windows, residual_guard, robust_merge
 from .global_align import estimate_homography, homography_map, remap
 from .local import LocalAligner
-from .noise import NoiseModel, estimate_noise_model
+from ..noise.estimate import NoiseModel, estimate_noise_model
 from .reference import sharpest
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..align import consistency_mask, rgb_to_luma
 from ..align.flow import DISFlow
 from .global_align import homography_map, remap
-from .noise import NoiseModel
+from ..noise.estimate import NoiseModel
 
 __all__ = ["LocalAligner", "photometric_confidence"]
 

@@ -12,7 +12,7 @@ from ..errors import ConfigError, InputError
 from ..io.atomic import check_output_path
 from .core import FUSION_METHODS, BurstResult, fuse_burst
 from .io import check_output_format, list_burst, read_burst, read_metadata, write_photo
-from .noise import NoiseModel
+from ..noise.estimate import NoiseModel
 
 if TYPE_CHECKING:
     from ..config import DenoiseConfig
@@ -38,6 +38,7 @@ def _parse_reference(reference: int | str, count: int) -> int | str:
 
 def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], output: str | os.PathLike | None = None,
                   *, reference: int | str = "sharpest", sigma: float | str | None = None,
+                  strength: float | None = None,
                   frames: int | None = None, method: str = "network", model: str | torch.nn.Module | None = None,
                   device: str | torch.device | None = None, refine: bool = True, overwrite: bool = False,
                   config: "DenoiseConfig | None" = None) -> BurstResult:
@@ -55,7 +56,7 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
     ``model.precision`` (and ``model.tile``) and ``noise.sigma`` (0-255, Gaussian, or
     ``"auto"`` to fit a Poisson-Gaussian model to the reference). ``sigma``, ``device`` and
     ``model`` (a registry name, a ``.safetensors`` file or a network module) override those
-    keys when given, as the keyword shortcuts of :func:`~streamden.denoise_video` do.
+    keys when given, and ``strength`` (0.25-4) scales the noise map (``noise.strength``), as the keyword shortcuts of :func:`~streamden.denoise_video` do.
     Everything that can be checked is checked before work starts. Raises InputError,
     OutputError, ConfigError or ModelError. The result's ``image`` is ``(3, H, W)`` float.
 
@@ -66,7 +67,7 @@ def denoise_burst(inputs: str | os.PathLike | Iterable[str | os.PathLike], outpu
     from ..pipeline import parse_sigma
 
     module = model if isinstance(model, torch.nn.Module) else None
-    config = _burst_config(config, sigma=sigma, device=None if device is None else str(device),
+    config = _burst_config(config, sigma=sigma, strength=strength, device=None if device is None else str(device),
                            model=None if module is not None else model)
     if method not in FUSION_METHODS:
         raise ConfigError(f"method must be one of {', '.join(FUSION_METHODS)}, got {method!r}")

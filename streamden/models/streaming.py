@@ -149,7 +149,8 @@ class StreamingDenoiser:
     window, so the stage-1 cache is off and each output costs four blocks (the flows are
     still estimated once per frame pair). A ``window="triplet"`` aligner keeps the cache:
     each triplet is aligned onto its own centre and the cached stage-1 outputs are warped
-    onto the output frame (two blocks per frame).
+    onto the output frame (two blocks per frame). ``strength`` scales every sigma pushed
+    (``noise.strength``).
 
     A single-stage network (``model.single_stage``, :class:`~streamden.models.lite.LiteDVD`)
     whose stage 2 only picks the middle triplet's output costs one block per output frame:
@@ -167,10 +168,11 @@ class StreamingDenoiser:
 
     def __init__(self, model: "nn.Module | NetworkRunner", device: str | torch.device = "cpu",
                  options: InferenceOptions | None = None, aligner: "WindowAligner | None" = None,
-                 lookahead: int = HALF):
+                 lookahead: int = HALF, strength: float = 1.0):
         if lookahead not in (0, 1, 2):
             raise ValueError(f"StreamingDenoiser: lookahead must be 0, 1 or 2 frames, got {lookahead!r}")
         self.lookahead = lookahead
+        self.strength = float(strength)   # every sigma pushed is scaled by it (noise.strength)
         self.device = torch.device(device)
         self.aligner = aligner
         # A network is wrapped in a runner; anything else is a runner already (torch or onnxruntime).
@@ -207,7 +209,7 @@ class StreamingDenoiser:
         padded, _ = pad_to_multiple(frame.to(self.device, torch.float32, copy=True))
         n = self._count
         self._frames[n] = padded
-        self._sigmas[n] = float(sigma)
+        self._sigmas[n] = float(sigma) * self.strength
         self._count += 1
         # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
         # past n are past frames reflected about n); no other reflection before finish().

@@ -1,2 +1,2 @@
 """Noise models and noise-level estimation."""
-from .estimate import SigmaTracker, estimate_sigma
+from .estimate import NoiseEstimate, NoiseModel, SigmaTracker, estimate_level, estimate_noise, estimate_sigma

@@ -1,4 +1,5 @@
-"""Noise synthesis for training and evaluation: Gaussian, Poisson-Gaussian, JPEG artefacts.
+"""Noise synthesis for training and evaluation: Gaussian, Poisson-Gaussian, JPEG, and the realistic
+kinds of :mod:`streamden.noise.degrade` (camera, compressed, both, a mix).
 
 Clean frames are float tensors in [0, 1] of shape ``(..., 3, H, W)``; sigmas are on the
 0-255 scale. Every function returns the noisy frames and the matching noise map of
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-NOISE_MODELS = ("gaussian", "poisson_gaussian", "jpeg")
+NOISE_MODELS = ("gaussian", "poisson_gaussian", "jpeg", "camera", "compressed", "camera+compressed", "mix")
 
 
 def sample_uniform(n: int, low: float, high: float, generator: torch.Generator | None = None,
@@ -141,6 +142,57 @@ def add_jpeg(clean: torch.Tensor, quality: torch.Tensor, sigma: torch.Tensor | N
     return out, _map_like(rms, clean)
 
 
+def _draw(low: float, high: float, generator: torch.Generator | None, device) -> float:
+    return float(sample_uniform(1, low, high, generator, device))
+
+
+def add_realistic(clean: torch.Tensor, noise_cfg, sigma: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows ``(N, T, 3, H, W)`` with camera noise, compressed Gaussian noise, or both
+    (:mod:`streamden.noise.degrade`), one kind per window (``mix``: drawn from ``noise_cfg.mix``).
+
+    Camera: shot gain log-uniform in ``[shot_min, shot_max]``. Compressed: Gaussian noise of
+    the window's ``sigma`` (camera+compressed: camera noise) through a codec drawn from
+    ``noise_cfg.codecs`` (x264/x265 encode the window as a clip at a CRF in
+    ``[crf_min, crf_max]``; jpeg each frame at a quality in ``[jpeg_quality_min, jpeg_quality_max]``).
+    The noise map is the effective level of the centre frame (``std(noisy - clean)``).
+
+    >>> from streamden.train.config import NoiseConfig
+    >>> noisy, nmap = add_realistic(torch.rand(2, 5, 3, 16, 16), NoiseConfig(model="mix"), torch.tensor([10.0, 20.0]),
+    ...                             torch.Generator().manual_seed(0))
+    >>> noisy.shape, nmap.shape
+    (torch.Size([2, 5, 3, 16, 16]), torch.Size([2, 1, 16, 16]))
+    """
+    from .degrade import CameraLevel, compress, camera_noise
+
+    dev = clean.device
+    kinds = list(noise_cfg.mix) if noise_cfg.model == "mix" else [noise_cfg.model]
+    for kind in kinds:
+        if kind not in ("gaussian", "camera", "compressed", "camera+compressed"):
+            raise ValueError(f"config key 'noise.mix': unknown kind {kind!r} "
+                             f"(gaussian | camera | compressed | camera+compressed)")
+    outs, levels = [], []
+    centre = clean.shape[1] // 2
+    for i in range(clean.shape[0]):
+        kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator, device=dev))]
+        window = clean[i]
+        if "camera" in kind:
+            shot = math.exp(_draw(math.log(noise_cfg.shot_min), math.log(noise_cfg.shot_max), generator, dev))
+            noisy, _ = camera_noise(window, CameraLevel("train", shot), generator=generator)
+        else:
+            noisy, _ = add_gaussian(window.unsqueeze(0), sigma[i:i + 1], generator, clip=True)
+            noisy = (noisy[0] * 255.0).round() / 255.0
+        if "compressed" in kind:
+            codec = noise_cfg.codecs[int(torch.randint(len(noise_cfg.codecs), (1,), generator=generator, device=dev))]
+            low, high = ((noise_cfg.jpeg_quality_min, noise_cfg.jpeg_quality_max) if codec == "jpeg"
+                         else (noise_cfg.crf_min, noise_cfg.crf_max))
+            quality = int(math.floor(_draw(low, high + 0.999, generator, dev)))
+            noisy = compress(noisy, codec, quality).to(dev, clean.dtype)
+        outs.append(noisy)
+        levels.append(float((noisy[centre] - window[centre]).float().std()) * 255.0)
+    return torch.stack(outs), _map_like(torch.tensor(levels), clean)
+
+
 def synthesize(clean: torch.Tensor, noise_cfg, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy frames and noise map for a training batch ``(N, T, 3, H, W)`` following a NoiseConfig.
 
@@ -159,6 +211,8 @@ def synthesize(clean: torch.Tensor, noise_cfg, generator: torch.Generator | None
     if noise_cfg.model == "jpeg":
         q = sample_uniform(n, noise_cfg.jpeg_quality_min, noise_cfg.jpeg_quality_max + 0.999, generator, dev).floor().long()
         return add_jpeg(clean, q, sigma, generator)
+    if noise_cfg.model in ("camera", "compressed", "camera+compressed", "mix"):
+        return add_realistic(clean, noise_cfg, sigma, generator)
     raise ValueError(f"unknown noise model {noise_cfg.model!r} (known: {', '.join(NOISE_MODELS)})")
 
 

@@ -47,15 +47,24 @@ class MotionConfig:
 class NoiseConfig:
     """Noise synthesised on the training device (see :mod:`streamden.noise.synth`)."""
 
-    model: str = "gaussian"            # gaussian | poisson_gaussian | jpeg
+    model: str = "gaussian"            # gaussian | poisson_gaussian | jpeg | camera | compressed | mix
     sigma_min: float = 5.0             # 0-255 scale
     sigma_max: float = 55.0
     sigma_sampling: str = "uniform"    # uniform | log (log-uniform: as many samples in 5-15 as in 15-45)
     clip: bool = True                  # clip noisy frames to [0, 1], as 8-bit video carries them
     gain_min: float = 0.002            # poisson_gaussian: signal-dependent variance a*x (x in [0,1])
     gain_max: float = 0.02
-    jpeg_quality_min: int = 20         # jpeg: re-encode quality range
+    jpeg_quality_min: int = 20         # jpeg (and compressed with codec jpeg): re-encode quality range
     jpeg_quality_max: int = 90
+    shot_min: float = 0.0005           # camera: shot-noise gain in linear light, log-uniform (the read noise
+    shot_max: float = 0.012            # follows Brooks et al.'s fit, streamden.noise.degrade.shot_to_read)
+    codecs: list[str] = field(default_factory=lambda: ["x264", "jpeg"])   # compressed: one drawn per window
+    crf_min: int = 18                  # compressed with x264/x265: CRF range (uniform)
+    crf_max: int = 30
+    mix: list[str] = field(default_factory=lambda: ["gaussian", "camera", "compressed", "camera+compressed"])
+                                       # mix: one of these per window, uniformly
+    # The noise map of camera and compressed windows is the effective level of the centre frame
+    # (std(noisy - clean)), the level the blind estimate measures at inference.
 
 
 @dataclass

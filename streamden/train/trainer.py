@@ -267,7 +267,11 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "training_data": (f"videos: {', '.join(cfg.data.videos)}; stills: {', '.join(cfg.data.stills)} "
                           f"({len(sampler.clips)} clips, {len(sampler.stills)} stills with synthetic motion, "
                           f"still_fraction {cfg.data.still_fraction})"),
-        "noise_model": noise.model,
+        "noise_model": noise.model if noise.model != "mix" else f"mix of {', '.join(noise.mix)}",
+        "noise_realistic": (f"camera shot gain {noise.shot_min}-{noise.shot_max} (log-uniform), codecs "
+                            f"{', '.join(noise.codecs)} (CRF {noise.crf_min}-{noise.crf_max}, JPEG "
+                            f"{noise.jpeg_quality_min}-{noise.jpeg_quality_max}); map: effective level"
+                            if noise.model in ("camera", "compressed", "camera+compressed", "mix") else ""),
         "sigma_range": [noise.sigma_min, noise.sigma_max],
         "sigma_sampling": noise.sigma_sampling,
         "augment": (f"flips {cfg.data.flips}, rot90 {cfg.data.rot90}, reverse {cfg.data.reverse}, "

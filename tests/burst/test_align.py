@@ -8,7 +8,7 @@ import torch
 from streamden.burst.fuse import aligned_mean, robust_merge
 from streamden.burst.global_align import estimate_homography, homography_map, remap
 from streamden.burst.local import LocalAligner
-from streamden.burst.noise import NoiseModel, estimate_noise_model
+from streamden.noise.estimate import NoiseModel, estimate_noise_model
 from streamden.burst.reference import sharpest
 from streamden.burst.synth import make_night_burst, shake_homography
 from tests.burst.bursts import photo_crop, scene

@@ -15,7 +15,7 @@ import torch
 from streamden.burst.core import fuse_burst
 from streamden.burst.fuse import aligned_mean, denoise_single, residual_guard
 from streamden.burst.global_align import homography_map, remap
-from streamden.burst.noise import NoiseModel
+from streamden.noise.estimate import NoiseModel
 from streamden.metrics import psnr
 from streamden.config import make_config
 from streamden.engine import Engine

@@ -62,7 +62,7 @@ def test_model_lite_works_through_the_api_and_the_burst():
 
     from streamden.api import denoise_frames
     from streamden.burst.core import fuse_burst
-    from streamden.burst.noise import NoiseModel
+    from streamden.noise.estimate import NoiseModel
 
     rng = np.random.default_rng(0)
     clean = np.full((4, 24, 32, 3), 128, np.uint8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamden.noise.estimate import SigmaTracker, estimate_sigma
+from streamden.noise.estimate import SigmaTracker, estimate_level, estimate_noise, estimate_sigma
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WIDTH = 256          # frames are downscaled before the noise is added, which leaves the noise intact
@@ -92,3 +92,72 @@ def test_sigma_tracker() -> None:
     assert steady.update(30.0) == pytest.approx(12.0)
     with pytest.raises(ValueError):
         SigmaTracker(smoothing=1.0)
+
+
+def _clip(frames: int = 4, crop: int = 128) -> torch.Tensor:
+    from streamden.evaluate import centre_crop
+    from streamden.train.data import read_clip
+
+    path = DATA / "val" / "videos" / "da_demo1"
+    if not path.is_dir():
+        pytest.skip(f"shared corpus not found: {path}")
+    return centre_crop(read_clip(path, max_frames=frames), crop).float() / 255
+
+
+@pytest.mark.parametrize("sigma,crf", [(10, 23), (15, 28), (25, 28)])
+def test_estimate_holds_on_compressed_video(sigma, crf):
+    from streamden.noise.degrade import Degradation, degrade, effective_level
+
+    clean = _clip()
+    noisy = degrade(clean, Degradation("compressed", sigma=sigma, codec="x264", quality=crf), seed=0)
+    level = effective_level(noisy, clean)
+    estimate = float(np.mean([estimate_sigma(frame) for frame in noisy]))
+    assert estimate == pytest.approx(level, rel=0.2)
+    finest_only = float(np.mean([_finest(frame) for frame in noisy]))
+    assert finest_only < 0.8 * level            # what a single-scale estimate reads: compression emptied it
+
+
+def _finest(frame: torch.Tensor) -> float:
+    """The classic estimate: MAD of the finest diagonal band only."""
+    from streamden.noise import estimate as E
+
+    stats = E.block_stats(frame)
+    return float(E._median_abs(stats.hh1[E._quiet(np.arange(stats.mean.size), stats.act1, 0.3)], stats.step)
+                 * E.MAD_TO_SIGMA)
+
+
+def test_camera_noise_per_intensity_band():
+    from streamden.noise.degrade import CAMERA_LEVELS, camera_noise
+
+    ramp = torch.linspace(0.25, 0.9, 192).repeat(3, 192, 1)                 # dark to bright (unclipped), no texture
+    noisy, true_std = camera_noise(ramp, CAMERA_LEVELS["iso3200"], seed=1)
+    estimate = estimate_noise(noisy)
+    got = estimate.noise_map(noisy)
+    assert estimate.ok and got.shape == (1, 192, 192)
+    for lo in range(16, 176, 40):                                            # bands of columns = of intensity
+        band = slice(lo, lo + 24)
+        assert float(got[0, :, band].mean()) == pytest.approx(float(true_std[0, :, band].mean()), rel=0.2)
+    assert float(got[0, :, :24].mean()) > 1.1 * float(got[0, :, -24:].mean())   # shadows noisier (gamma)
+
+
+@pytest.mark.parametrize("frame", [np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 128, np.uint8),
+                                   np.full((64, 64, 3), 255, np.uint8)], ids=["black", "flat", "white"])
+def test_a_frame_that_tells_nothing_keeps_the_last_good_level(frame, caplog):
+    assert estimate_level(frame) is None
+    tracker = SigmaTracker(smoothing=0.0)
+    noisy = _add_noise(np.full((64, 64, 3), 100, np.uint8), 12, seed=4)
+    good = tracker.update(estimate_level(noisy))
+    with caplog.at_level("WARNING"):
+        assert tracker.update(estimate_level(frame)) == good
+        assert tracker.update(estimate_level(frame)) == good
+    assert len([r for r in caplog.records if "noise estimate failed" in r.getMessage()]) == 1   # said once
+    assert "2 frame(s) without a usable estimate" in tracker.summary()
+    assert SigmaTracker().update(None) == 0.0                                # nothing good yet
+
+
+def test_strong_noise_that_clips_most_blocks_still_reads():
+    clean = np.zeros((96, 96, 3), np.uint8)
+    clean[..., 2] = 230                                      # a saturated blue scene: red and green at black
+    noisy = _add_noise(clean, 35, seed=5)
+    level = estimate_level(noisy)
+    assert level is not None and level > 15

@@ -70,3 +70,23 @@ def test_noisy_8bit_is_quantised_clipped_and_seeded():
     a = noisy_8bit(clean, 30.0, torch.Generator().manual_seed(5))
     assert torch.equal(a, noisy_8bit(clean, 30.0, torch.Generator().manual_seed(5)))
     assert torch.equal((a * 255).round(), a * 255) and float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+@pytest.mark.parametrize("model", ["camera", "compressed", "camera+compressed", "mix"])
+def test_realistic_models_map_the_effective_level(model):
+    from tests.train import textured
+
+    clean = torch.from_numpy(textured(32, 32)).expand(3, 5, 3, 32, 32).contiguous()
+    cfg = NoiseConfig(model=model, sigma_min=15, sigma_max=15)
+    noisy, nmap = synthesize(clean, cfg, torch.Generator().manual_seed(0))
+    again, _ = synthesize(clean, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy, again)                                   # deterministic in the seed
+    assert noisy.shape == clean.shape and nmap.shape == (3, 1, 32, 32)
+    level = (noisy[:, 2] - clean[:, 2]).flatten(1).std(1)
+    assert torch.allclose(nmap[:, 0, 0, 0], level, rtol=1e-3)          # the centre frame's effective level
+    assert float(level.min()) > 1 / 255
+
+
+def test_unknown_mix_kind():
+    with pytest.raises(ValueError, match="noise.mix"):
+        synthesize(torch.rand(1, 5, 3, 8, 8), NoiseConfig(model="mix", mix=["speckle"]))

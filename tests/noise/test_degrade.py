@@ -1,0 +1,75 @@
+"""Realistic degradations: the statistics of the synthesised noise, determinism, bad values."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamden.noise.degrade import (CAMERA_LEVELS, CameraLevel, Degradation, camera_noise, compress, degradation_grid,
+                                     degrade, effective_level)
+from tests.train import textured
+
+
+def _haar_hh(x: torch.Tensor) -> torch.Tensor:
+    """The finest diagonal Haar band of ``(..., H, W)``."""
+    return (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+
+
+def test_camera_noise_variance_follows_the_pipeline():
+    greys = torch.tensor([0.15, 0.4, 0.75])
+    clean = greys.reshape(3, 1, 1, 1).expand(3, 3, 96, 96).contiguous()      # three flat grey frames
+    noisy, std = camera_noise(clean, CAMERA_LEVELS["iso3200"], seed=0, quantize=False)
+    measured = (noisy - clean).flatten(1).pow(2).mean(1).sqrt()             # RMS over channels and pixels
+    assert torch.allclose(measured, std[:, 0, 0, 0], rtol=0.1)               # the per-pixel std it returns
+    # Signal-dependent: in linear light the variance grows with the signal (shot noise), and the
+    # gamma makes the sRGB noise strongest in the shadows.
+    assert float(std[0].mean()) > float(std[1].mean()) > float(std[2].mean())
+    brighter, _ = camera_noise(clean, CameraLevel("x", 0.012), seed=0, quantize=False)
+    assert torch.all((brighter - clean).flatten(1).std(1) > (noisy - clean).flatten(1).std(1))
+
+
+def test_camera_noise_channels_differ_and_seed_repeats():
+    clean = torch.full((2, 3, 64, 64), 0.4)
+    a, _ = camera_noise(clean, CAMERA_LEVELS["iso800"], seed=5)
+    b, _ = camera_noise(clean, CAMERA_LEVELS["iso800"], seed=5)
+    c, _ = camera_noise(clean, CAMERA_LEVELS["iso800"], seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    per_channel = (a - clean).transpose(0, 1).flatten(1).std(1)
+    assert float(per_channel.max() / per_channel.min()) > 1.3               # white balance + colour matrix
+    assert bool(((a * 255).round() == a * 255).all())                       # 8-bit levels
+
+
+@pytest.mark.parametrize("codec,quality", [("x264", 28), ("x265", 28), ("jpeg", 50)])
+def test_compression_empties_the_finest_band_first(codec, quality):
+    clean = torch.from_numpy(textured(64, 64)).expand(4, 3, 64, 64).contiguous()
+    noisy = degrade(clean, Degradation("gaussian", sigma=15), seed=1)
+    squeezed = compress(noisy, codec, quality)
+    fine_before = float(_haar_hh(noisy - clean).std()) * 255
+    fine_after = float(_haar_hh(squeezed - clean).std()) * 255
+    assert fine_after < 0.6 * fine_before                                    # the finest band goes first
+    assert effective_level(squeezed, clean) > 0.3 * 15                     # coarser noise stays
+    if codec != "x265":                     # libx265 varies from run to run (see compress())
+        assert torch.equal(squeezed, compress(noisy, codec, quality))       # deterministic
+
+
+def test_compress_odd_sizes_and_crf_order():
+    clean = torch.from_numpy(textured(33, 47)).expand(3, 3, 33, 47).contiguous()
+    noisy = degrade(clean, Degradation("gaussian", sigma=20), seed=2)
+    out = {crf: compress(noisy, "x264", crf) for crf in (18, 35)}
+    assert out[18].shape == noisy.shape
+    # a higher CRF throws away more of the noise
+    assert effective_level(out[35], noisy) > effective_level(out[18], noisy)
+
+
+def test_degradation_labels_and_errors():
+    grid = degradation_grid(["gaussian", "camera+compressed"], sigmas=[10], isos=["iso800"], codecs=["x264", "jpeg"],
+                            crfs=[23], jpeg_qualities=[70])
+    assert [d.label for d in grid] == ["gaussian s10", "camera+compressed iso800 x264 crf23",
+                                       "camera+compressed iso800 jpeg q70"]
+    with pytest.raises(ValueError, match="unknown degradation 'blur'"):
+        degradation_grid(["blur"])
+    with pytest.raises(ValueError, match="unknown codec 'vp9'"):
+        Degradation("compressed", sigma=10, codec="vp9", quality=23)
+    with pytest.raises(ValueError, match="CRF 60"):
+        degradation_grid(["compressed"], crfs=[60])
+    with pytest.raises(ValueError, match="unknown camera level"):
+        Degradation("camera", iso="iso1")
