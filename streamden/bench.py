@@ -40,6 +40,7 @@ import torch
 
 from .cpu import malloc_tuned_by_env, tune_malloc
 from .models.accel import InferenceOptions, NetworkRunner, resolve_precision
+from .models.cost import multiply_adds_per_pixel
 from .models.fastdvdnet import pad_to_multiple
 from .models.registry import load_model
 from .models.streaming import StreamingDenoiser, window_indices
@@ -165,30 +166,16 @@ def _peak_memory(device: torch.device) -> Iterator[list[float | None]]:
 
 
 def block_flops_per_pixel(model: torch.nn.Module) -> float:
-    """Floating-point operations (2 per multiply-add) of one denoising block per input pixel.
-
-    Counted from the convolutions' shapes on a small input, so it follows the weights.
+    """Floating-point operations (2 per multiply-add) of one denoising block per input pixel:
+    :func:`~streamden.models.cost.multiply_adds_per_pixel` of a streamed frame over its blocks
+    (two for FastDVDnet, one for a single-stage network such as ``lite``).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> round(block_flops_per_pixel(FastDVDnet()) / 2e3)   # about 159 k multiply-adds
     159
     """
-    total = [0]
-
-    def count(module: torch.nn.Conv2d, inputs, output) -> None:
-        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        total[0] += 2 * output.numel() * per_output
-
-    block = model.temp1 if hasattr(model, "temp1") else model.inner.temp1
-    handles = [m.register_forward_hook(count) for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            param = next(block.parameters())
-            block(torch.zeros(1, 12, 32, 32, device=param.device, dtype=param.dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total[0] / (32 * 32)
+    network = getattr(model, "inner", model)
+    return 2 * multiply_adds_per_pixel(network) / (1 if getattr(network, "single_stage", False) else 2)
 
 
 def measure_peak_tflops(device: torch.device, precisions: list[str]) -> dict[str, float]:
@@ -267,7 +254,7 @@ def noisy_frames(size: tuple[int, int], frames: int, seed: int = 0) -> np.ndarra
 def network_configurations(device: torch.device) -> list[tuple[str, InferenceOptions]]:
     """The ladder: two blocks per frame, then each optimisation alone, then everything."""
     naive = InferenceOptions.naive()
-    rows = [("stage-1 cache (2 blocks/frame)", naive),
+    rows = [("stage-1 cache (streaming)", naive),
             ("+ channels_last", naive.with_(channels_last=True)),
             ("+ BatchNorm folded", naive.with_(fold_batchnorm=True))]
     if device.type == "cuda":
@@ -337,14 +324,18 @@ def bench_network(model: torch.nn.Module, frames: torch.Tensor, device: torch.de
     count, (height, width) = frames.shape[0], frames.shape[-2:]
     block_flops = block_flops_per_pixel(model) * ((height + 3) // 4 * 4) * ((width + 3) // 4 * 4)
     rows = []
-    # Two blocks per frame in steady state; the ends of a sequence cost a little more.
-    streaming_blocks = 2.0 + 2.0 / count
+    # Two blocks per frame in steady state (one for a single-stage network); the ends of a
+    # sequence cost a little more. The naive baseline runs stage 1 on all three triplets.
+    single = getattr(getattr(model, "inner", model), "single_stage", False)
+    streaming_blocks = 1.0 if single else 2.0 + 2.0 / count
     ladder = network_configurations(device)
     if device.type == "cpu":   # process-wide CPU settings: malloc from the third row on, threads last
         ladder.insert(1, ("+ malloc tuned (mallopt)", InferenceOptions.naive()))
         ladder.append(("all (defaults), 1 thread", InferenceOptions()))
     # Runs are made one at a time, so that no earlier row's runner (weights, CUDA graphs) stays alive.
-    measured = [("naive baseline (4 blocks/frame, fp32, NCHW, sync)", InferenceOptions.naive(), 4.0,
+    naive_blocks = 3.0 if single else 4.0
+    measured = [(f"naive baseline ({naive_blocks:.0f} blocks/frame, fp32, NCHW, sync)", InferenceOptions.naive(),
+                 naive_blocks,
                  lambda: _naive_baseline(model, frames, device))]
     measured += [(name, options, streaming_blocks, lambda options=options: _streaming(model, frames, device, options))
                  for name, options in ladder]
