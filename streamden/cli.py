@@ -117,23 +117,13 @@ def _run_denoise(args: argparse.Namespace) -> int:
 
     preview = _open_preview(args, f"streamden denoise {Path(args.input).name}")
     bar = None
-    adapt_bar = None
-
-    def step_adapt(progress) -> None:
-        nonlocal adapt_bar
-        if args.no_progress:
-            return
-        if adapt_bar is None:
-            adapt_bar = _adapt_bar(progress.steps, "adapt")
-        _show_adapt(adapt_bar, progress)
+    step_adapt = _AdaptProgress(args.no_progress)
 
     def start_bar(source) -> None:
         # The bar appears once the input is open and the network built: an error before that
         # (config, input, output, model) is the only line on stderr.
-        nonlocal bar, adapt_bar
-        if adapt_bar is not None:      # adaptation is over: its bar gives way to the denoising one
-            adapt_bar.close()
-            adapt_bar = None
+        nonlocal bar
+        step_adapt.close()             # adaptation is over: its bar gives way to the denoising one
         if preview is not None:
             print(f"preview: {preview.url}", file=sys.stderr, flush=True)
         if not args.no_progress:
@@ -167,8 +157,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
             print(report.format_table(), file=sys.stderr)
         return exc.exit_code
     finally:
-        if adapt_bar is not None:
-            adapt_bar.close()
+        step_adapt.close()
         if bar is not None:
             bar.close()
         if preview is not None:
@@ -581,20 +570,32 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_adapt)
 
 
-def _adapt_bar(total: int, desc: str):
-    from tqdm import tqdm
+class _AdaptProgress:
+    """The adaptation progress bar of `streamden adapt` and `denoise --adapt`: steps, loss,
+    held-out loss and the time left (nothing with ``quiet``). Call it with each progress
+    record; :meth:`close` ends the bar."""
 
-    return tqdm(total=total, unit="step", desc=desc, dynamic_ncols=True, file=sys.stderr)
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
 
+    def __call__(self, progress) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
 
-def _show_adapt(bar, progress) -> None:
-    """Steps, loss, held-out loss and the time left on an adaptation progress bar."""
-    bar.update(progress.step - bar.n)
-    left = ""
-    if progress.budget > 0:
-        left = f", {max(0.0, progress.budget - progress.seconds):.0f} s left"
-    bar.set_postfix_str(f"loss {progress.loss:.4g}, held-out {progress.held_out:.4g} "
-                        f"(from {progress.initial:.4g}){left}", refresh=False)
+            self.bar = tqdm(total=progress.steps, unit="step", desc="adapt", dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(progress.step - self.bar.n)
+        left = f", {max(0.0, progress.budget - progress.seconds):.0f} s left" if progress.budget > 0 else ""
+        self.bar.set_postfix_str(f"loss {progress.loss:.4g}, held-out {progress.held_out:.4g} "
+                                 f"(from {progress.initial:.4g}){left}", refresh=False)
+
+    def close(self) -> None:
+        """End the bar (if one was shown)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
@@ -610,23 +611,13 @@ def _run_adapt(args: argparse.Namespace) -> int:
         overrides.append(f"adapt.frames={args.frames}")
     config = make_config(None, args.config, overrides, door="adapt", sigma=args.sigma, model=args.model,
                          device=args.device)
-    bar = None
-
-    def show(progress) -> None:
-        nonlocal bar
-        if args.no_progress:
-            return
-        if bar is None:
-            bar = _adapt_bar(progress.steps, "adapt")
-        _show_adapt(bar, progress)
-
+    show = _AdaptProgress(args.no_progress)
     try:
         result = adapt_files(args.inputs, args.output, config, seconds=args.time_budget or 0.0, resume=args.resume,
                              overwrite=args.overwrite, progress=show, handle_signals=True,
                              log=lambda text: print(f"streamden: {text}", file=sys.stderr))
     finally:
-        if bar is not None:
-            bar.close()
+        show.close()
     for warning in result.warnings():
         print(f"streamden: warning: {warning}", file=sys.stderr)
     if result.stopped == "interrupted":
