@@ -95,6 +95,7 @@ class Engine:
         self.strength = float(config.noise.strength)
         self.lock = threading.Lock()
         self.adapted = None            # the AdaptResult once :meth:`adapt` ran
+        self._macs_per_block: float | None = None
         if self.backend != "onnxruntime":
             self.replace_model(model)
 
@@ -155,6 +156,23 @@ class Engine:
         if self.single_stage:
             return 1
         return {2: 2, 1: 3, 0: 4}[lookahead]
+
+    def multiply_adds_per_frame(self, lookahead: int) -> float | None:
+        """Multiply-adds per pixel of one streamed output frame at ``lookahead``, counted on the
+        network (:func:`~streamden.models.cost.multiply_adds_per_pixel`); None on the
+        onnxruntime backend (no torch network to count).
+
+        >>> from streamden.config import make_config
+        >>> round(Engine(make_config(None, model="lite", device="cpu")).multiply_adds_per_frame(1))
+        12544
+        """
+        if self.model is None:
+            return None
+        if self._macs_per_block is None:
+            from .models.cost import multiply_adds_per_pixel
+
+            self._macs_per_block = multiply_adds_per_pixel(self.model.eval()) / self.blocks_per_frame(2)
+        return self._macs_per_block * self.blocks_per_frame(lookahead)
 
     @property
     def aligns(self) -> bool:

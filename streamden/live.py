@@ -87,6 +87,9 @@ __all__ = ["LiveStream", "LiveJob", "MetricsServer", "attach_preview", "check_li
 #: The paths that run a streaming (temporal) network, best first.
 TEMPORAL_PATHS = ("full", "lite")
 
+#: A path whose predicted cost exceeds this many frame periods is not timed at calibration.
+SKIP_TIMING_OVER = 4
+
 log = logging.getLogger(__name__)
 
 #: Processed frames the pacer holds for their tick (older ones are dropped). Input and output
@@ -495,12 +498,24 @@ class LiveStream:
             if path not in self.paths:
                 continue
             engine = self.engines.get(path, self.engine)
+            predicted = self._predicted_cost(path)
+            if predicted is not None and predicted > SKIP_TIMING_OVER * self.pacer.period:
+                # Timing it would take the CPU from the light network for seconds, for nothing.
+                self.calibration[path] = predicted
+                log.info("%s: %s path predicted at %.0f ms from lite's cost (not timed: over %d periods)",
+                         self.name, path, 1000 * predicted, SKIP_TIMING_OVER)
+                continue
             engine.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
             if self._stop.is_set():
                 return
-            start = time.monotonic()
-            tensor_to_image(engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
-            seconds = time.monotonic() - start
+            # The light network is cheap: the median of three runs, so that one run slowed by the
+            # start-up of everything else does not lock the path out (a path far over budget is never retried).
+            runs = []
+            for _ in range(3 if path == "lite" else 1):
+                start = time.monotonic()
+                tensor_to_image(engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
+                runs.append(time.monotonic() - start)
+            seconds = sorted(runs)[len(runs) // 2]
             # A temporal path costs blocks_per_frame(lookahead) blocks, a single-frame pass as
             # many as look-ahead 2.
             if path in TEMPORAL_PATHS:
@@ -515,6 +530,18 @@ class LiveStream:
         for path, seconds in self.calibration.items():
             if self.engines.get(path, self.engine) is self.engine:
                 chooser.record(path, seconds)
+
+    def _predicted_cost(self, path: str) -> float | None:
+        """On a CPU, the full path's cost from lite's measured one scaled by their multiply-adds
+        per frame (convolutions run at a steady rate there, within 1.3x between the two networks
+        on the development machine); None elsewhere (a GPU's rate grows with the work) or when
+        either count is unknown."""
+        lite_seconds = self.calibration.get("lite")
+        if path != "full" or lite_seconds is None or self.engine.device.type != "cpu":
+            return None
+        full = self.engine.multiply_adds_per_frame(self.lookahead)
+        light = self.engines["lite"].multiply_adds_per_frame(self.lookahead)
+        return None if not full or not light else lite_seconds * full / light
 
 
 class LiveJob:

@@ -142,3 +142,19 @@ def test_lite_rung_is_left_out_when_the_model_is_the_light_one():
     assert lite_engine(engine) is None
     stream = LiveStream("cam", ClockedSource(np.zeros((2, 16, 16, 3), np.uint8), fps=10), engine, [])
     assert "lite" not in stream.paths and list(stream.engines) == ["full"]
+
+
+def test_full_path_cost_is_predicted_from_lite_on_a_cpu():
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.live import LiveStream
+
+    engine = live_engine("live.lookahead=1")
+    stream = LiveStream("cam", ClockedSource(np.zeros((2, 16, 16, 3), np.uint8), fps=10), engine, [])
+    assert stream._predicted_cost("full") is None                       # nothing measured yet
+    stream.calibration["lite"] = 0.03
+    full, lite = engine.multiply_adds_per_frame(1), stream.engines["lite"].multiply_adds_per_frame(1)
+    assert full == pytest.approx(3 * 159_048, rel=0.01) and lite == pytest.approx(12_544)   # 3 blocks at look-ahead 1
+    assert stream._predicted_cost("full") == pytest.approx(0.03 * full / lite)
+    assert stream._predicted_cost("light2") is None                     # single-frame passes are always timed
