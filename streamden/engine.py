@@ -171,7 +171,7 @@ class Engine:
         if self._macs_per_block is None:
             from .models.cost import multiply_adds_per_pixel
 
-            self._macs_per_block = multiply_adds_per_pixel(self.model.eval()) / self.blocks_per_frame(2)
+            self._macs_per_block = multiply_adds_per_pixel(self.model) / self.blocks_per_frame(2)
         return self._macs_per_block * self.blocks_per_frame(lookahead)
 
     @property

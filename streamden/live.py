@@ -12,7 +12,8 @@ One :class:`LiveStream` per feed runs four kinds of thread::
   one small block per frame, :mod:`streamden.models.lite`: what a CPU keeps up with),
   ``light2``/``light4`` (a single-frame pass of the network at half or quarter resolution,
   upscaled) or ``raw`` (the frame as received). Path costs are measured at the first frame
-  of each size (calibration) and tracked while running. ``full`` and ``lite`` are the
+  of each size (calibration; on a CPU the full network's is predicted from lite's by their
+  multiply-adds when it is far over budget) and tracked while running. ``full`` and ``lite`` are the
   temporal paths: each has its own stage-1 cache, and a switch between them restarts the
   window (the frames held for look-ahead go out the cheap way).
 * **Pacer**: emits exactly one frame per period (:class:`~streamden.graph.pacer.Pacer`),
@@ -237,7 +238,7 @@ class LiveStream:
         self.on_frame = on_frame
         self.counters = LiveCounters()
         self.chooser = DeadlineChooser()
-        self.calibration: dict[str, float] = {}   # path -> seconds measured at the first frame
+        self.calibration: dict[str, float] = {}   # path -> seconds at this size: measured, or predicted (_predicted_cost)
         self.pacer: Pacer | None = None
         self.fps: Fraction | None = parse_fps(self.config.encode.fps)   # None: the source's rate
         self.size: tuple[int, int] | None = None

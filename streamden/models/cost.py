@@ -26,14 +26,18 @@ def multiply_adds_per_pixel(model: nn.Module, height: int = 64, width: int = 64)
 
     convs = (nn.Conv2d, nn.ConvTranspose2d)
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, convs)]
+    param = next(model.parameters())
+    training = model.training
+    model.eval()   # a counting pass must not move BatchNorm statistics
     try:
         with torch.no_grad():
-            triplet = torch.rand(1, 3, 3, height, width)
-            noise = torch.full((1, 1, height, width), 0.1)
+            triplet = torch.rand(1, 3, 3, height, width, device=param.device, dtype=param.dtype)
+            noise = torch.full((1, 1, height, width), 0.1, device=param.device, dtype=param.dtype)
             middle = model.stage1(triplet, noise)
             if not getattr(model, "single_stage", False):
                 model.stage2(middle.unsqueeze(1).expand(-1, 3, -1, -1, -1), noise)
     finally:
+        model.train(training)
         for hook in hooks:
             hook.remove()
     return total / (height * width)

@@ -80,8 +80,6 @@ class LiteDVD(nn.Module):
 
     #: One block per output frame: the streaming engine computes only the middle triplet.
     single_stage = True
-    #: Frames of look-ahead the network needs (``t+1``).
-    lookahead = 1
 
     def __init__(self, width: int = 32, depth: int = 2) -> None:
         super().__init__()
