@@ -10,8 +10,8 @@ One :class:`LiveStream` per feed runs four kinds of thread::
   (:class:`~streamden.graph.pacer.DeadlineChooser`): ``full`` (the streaming network with a
   look-ahead of 0, 1 or 2 frames), ``lite`` (the light temporal network ``live.lite_model``,
   one small block per frame, :mod:`streamden.models.lite`: what a CPU keeps up with),
-  ``light2``/``light4`` (a single-frame pass of the network at half or quarter resolution,
-  upscaled) or ``raw`` (the frame as received). Path costs are measured at the first frame
+  ``light2``/``light4`` (a single-frame pass at half or quarter resolution, upscaled, of the
+  lightest network the stream has: lite's when it has one) or ``raw`` (the frame as received). Path costs are measured at the first frame
   of each size (calibration; on a CPU the full network's is predicted from lite's by their
   multiply-adds when it is far over budget) and tracked while running. ``full`` and ``lite`` are the
   temporal paths: each has its own stage-1 cache, and a switch between them restarts the
@@ -42,8 +42,9 @@ Everything a stream does comes from the engine's typed config (``engine.config``
   ``encode.preset``: the outputs (:func:`~streamden.io.live_sink.open_output`);
   ``encode.codec`` must be ``h264`` (live outputs write H.264 only; anything else is refused);
 * ``encode.fps``: the output rate (None: the source's nominal rate);
-* ``noise.sigma`` (a number, or ``auto``: estimated per frame and smoothed over
-  ``noise.smoothing`` through :meth:`~streamden.engine.Engine.sigma_tracker`);
+* ``noise.sigma`` (a number, or ``auto``: estimated and smoothed over
+  ``noise.smoothing`` through :meth:`~streamden.engine.Engine.sigma_tracker`, on one frame
+  in :data:`ESTIMATE_EVERY`);
 * ``graph.queue_size``: the inbox between the source and the processor;
 * ``model.*`` and ``align.*``: the engine itself.
 
@@ -92,6 +93,11 @@ TEMPORAL_PATHS = ("full", "lite")
 SKIP_TIMING_OVER = 4
 
 log = logging.getLogger(__name__)
+
+#: With ``noise.sigma: auto``, live estimates the level on one frame in this many (until the
+#: first estimate succeeds, on every frame): an estimate costs about a third of the lite network
+#: at 640x360 (7 of 19 ms on two cores), and the level of a feed changes over seconds, not frames.
+ESTIMATE_EVERY = 4
 
 #: Processed frames the pacer holds for their tick (older ones are dropped). Input and output
 #: run at the same rate, so in steady state at most one frame waits; the second slot absorbs
@@ -231,6 +237,9 @@ class LiveStream:
         self.engines: dict[str, "Engine"] = {"full": engine, **({"lite": lite} if lite is not None else {})}
         self.paths: tuple[str, ...] = tuple(p for p in self.config.live.paths
                                             if p not in TEMPORAL_PATHS or p in self.engines)
+        # The single-frame passes (light2, light4) run the lightest network the stream has: they
+        # are the fallback when the temporal paths do not fit, so they must cost less than lite.
+        self._light = self.engines.get("lite", engine)
         self.sigma: float | None = parse_sigma(self.config.noise.sigma)   # None: estimated per frame
         self.output_specs = list(outputs)
         self.outputs: list[LiveOutput] = []
@@ -250,6 +259,7 @@ class LiveStream:
         self._active: str | None = None   # the temporal path whose stream holds the pending frames
         self._pending: list[Any] = []     # frames pushed into that stream, output not out yet
         self._tracker = engine.sigma_tracker()
+        self._unestimated = 0             # frames since the last noise estimate (ESTIMATE_EVERY)
         self._calibrated: tuple[int, int] | None = None
         self._started_outputs = threading.Event()
         if isinstance(source, LiveSource):
@@ -434,13 +444,21 @@ class LiveStream:
             self.chooser.record(path, time.monotonic() - start)
 
     def _prepare(self, frame: Any) -> torch.Tensor:
-        """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed)."""
+        """The frame as a tensor on the device, and its sigma (given, or estimated and smoothed:
+        one frame in :data:`ESTIMATE_EVERY` is estimated, the others keep the tracked level)."""
         tensor = frame.tensor
         if tensor is None:
             tensor = frame.tensor = image_to_tensor(frame.image, self.engine.device)
-        if frame.sigma is None:
-            frame.sigma = (self.sigma if self.sigma is not None
-                           else self._tracker.update(self.engine.estimate_sigma(tensor)))
+        if frame.sigma is not None:
+            return tensor
+        if self.sigma is not None:
+            frame.sigma = self.sigma
+        elif self._tracker.value is None or self._unestimated >= ESTIMATE_EVERY - 1:
+            frame.sigma = self._tracker.update(self.engine.estimate_sigma(tensor))
+            self._unestimated = 0
+        else:
+            frame.sigma = self._tracker.hold()
+            self._unestimated += 1
         return tensor
 
     def _deadline(self, frame: Any) -> float:
@@ -467,7 +485,7 @@ class LiveStream:
             return
         start = time.monotonic()
         tensor = self._prepare(frame)
-        image = self.engine.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
+        image = self._light.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
         self._submit(frame, image, path)
         self.chooser.record(path, time.monotonic() - start)
 
@@ -491,14 +509,15 @@ class LiveStream:
     def _calibrate(self, image: np.ndarray, chooser: DeadlineChooser) -> None:
         """Time each path once (after a warm-up run), then publish the estimates all at once
         (a network path used meanwhile would wait for the model lock behind the calibration).
-        The ``lite`` path has an engine and a lock of its own: it is timed first and published
-        at once, so that the light network carries the frames while the rest is timed."""
+        The ``lite`` path and the single-frame passes that run its network have an engine and a
+        lock of their own: they are timed first and published at once, so that the light network
+        carries the frames while the full one is timed."""
         tensor = image_to_tensor(image, self.engine.device)
         sigma = self.sigma if self.sigma is not None else 25.0   # the cost does not depend on it
         for path, scale in (("lite", 1), ("light4", 4), ("light2", 2), ("full", 1)):
             if path not in self.paths:
                 continue
-            engine = self.engines.get(path, self.engine)
+            engine = self._engine_of(path)
             predicted = self._predicted_cost(path)
             if predicted is not None and predicted > SKIP_TIMING_OVER * self.pacer.period:
                 # Timing it would take the CPU from the light network for seconds, for nothing.
@@ -506,9 +525,14 @@ class LiveStream:
                 log.info("%s: %s path predicted at %.0f ms from lite's cost (not timed: over %d periods)",
                          self.name, path, 1000 * predicted, SKIP_TIMING_OVER)
                 continue
-            engine.single_frame(tensor, sigma, scale)  # warm-up (allocations, kernels)
+            start = time.monotonic()
+            tensor_to_image(engine.single_frame(tensor, sigma, scale), np.uint8)  # warm-up (allocations, kernels)
             if self._stop.is_set():
                 return
+            if path == "lite":
+                # The warm-up bounds the cost from above: published at once, the light network
+                # carries the frames from here on when it already fits (the median below replaces it).
+                chooser.costs[path] = (time.monotonic() - start) * self._block_ratio(path)
             # The light network is cheap: the median of three runs, so that one run slowed by the
             # start-up of everything else does not lock the path out (a path far over budget is never retried).
             runs = []
@@ -516,21 +540,30 @@ class LiveStream:
                 start = time.monotonic()
                 tensor_to_image(engine.single_frame(tensor, sigma, scale), np.uint8)  # waits for the device
                 runs.append(time.monotonic() - start)
-            seconds = sorted(runs)[len(runs) // 2]
-            # A temporal path costs blocks_per_frame(lookahead) blocks, a single-frame pass as
-            # many as look-ahead 2.
-            if path in TEMPORAL_PATHS:
-                seconds *= engine.blocks_per_frame(self.lookahead) / engine.blocks_per_frame(2)
+            seconds = sorted(runs)[len(runs) // 2] * self._block_ratio(path)
             self.calibration[path] = seconds
             log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
                      image.shape[1], image.shape[0])
             if engine is not self.engine:
-                chooser.record(path, seconds)
+                chooser.costs[path] = seconds
             if self._stop.is_set():
                 return
         for path, seconds in self.calibration.items():
-            if self.engines.get(path, self.engine) is self.engine:
+            if self._engine_of(path) is self.engine:
                 chooser.record(path, seconds)
+
+    def _block_ratio(self, path: str) -> float:
+        """A path's cost per frame over that of a single-frame pass (what calibration times): a
+        temporal path costs ``blocks_per_frame(lookahead)`` blocks, a single-frame pass as many
+        as look-ahead 2."""
+        if path not in TEMPORAL_PATHS:
+            return 1.0
+        engine = self.engines[path]
+        return engine.blocks_per_frame(self.lookahead) / engine.blocks_per_frame(2)
+
+    def _engine_of(self, path: str) -> "Engine":
+        """The engine that runs ``path``: its own for a temporal path, the light one for a single-frame pass."""
+        return self.engines[path] if path in TEMPORAL_PATHS else self._light
 
     def _predicted_cost(self, path: str) -> float | None:
         """On a CPU, the full path's cost from lite's measured one scaled by their multiply-adds

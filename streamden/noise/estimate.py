@@ -389,6 +389,19 @@ class SigmaTracker:
         self._min, self._max = min(self._min, level), max(self._max, level)
         return level
 
+    def hold(self) -> float:
+        """The current level, for a frame that was not estimated (live reads one frame in a few);
+        counted in :meth:`summary` as a level used. Before any estimate: 0.
+
+        >>> tracker = SigmaTracker(0.5); tracker.update(12.0); tracker.hold()
+        12.0
+        12.0
+        """
+        level = self.value if self.value is not None else 0.0
+        self._count, self._sum = self._count + 1, self._sum + level
+        self._min, self._max = min(self._min, level), max(self._max, level)
+        return level
+
     def reset(self) -> None:
         """Forget the history (a scene cut or a new stream); the summary keeps counting."""
         self.value = None

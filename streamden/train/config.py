@@ -79,7 +79,8 @@ class OptimConfig:
     lr_min: float = 0.0                # cosine: the final learning rate
     weight_decay: float = 0.0
     grad_clip: float = 1.0             # max global grad norm, 0 disables
-    loss: str = "mse_mean"             # mse_mean | mse_sum (sum over the batch / 2, as FastDVDnet)
+    loss: str = "mse_mean"             # mse_mean | mse_sum (sum over the batch / 2, as FastDVDnet) |
+                                       # mse_rel (each sample's MSE / its noise level squared)
 
 
 @dataclass

@@ -106,17 +106,25 @@ def autocast_context(device: torch.device, cfg: TrainConfig):
     return contextlib.nullcontext()
 
 
-def loss_fn(output: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """MSE: ``mse_mean`` averages over every value; ``mse_sum`` sums and halves per batch (FastDVDnet).
+def loss_fn(output: torch.Tensor, target: torch.Tensor, kind: str, level: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE: ``mse_mean`` averages over every value; ``mse_sum`` sums and halves per batch (FastDVDnet);
+    ``mse_rel`` divides each sample's MSE by its noise level squared (``level``: ``(N,)``, the mean
+    of its noise map), so light noise weighs as much as heavy noise: the mean of a PSNR gain, not of
+    an MSE that the heaviest windows dominate.
 
     >>> float(loss_fn(torch.ones(2, 3), torch.zeros(2, 3), "mse_mean"))
     1.0
+    >>> float(loss_fn(torch.ones(2, 3), torch.zeros(2, 3), "mse_rel", torch.tensor([1.0, 0.5])))
+    2.5
     """
     if kind == "mse_mean":
         return F.mse_loss(output.float(), target.float())
     if kind == "mse_sum":
         return F.mse_loss(output.float(), target.float(), reduction="sum") / (2 * output.shape[0])
-    raise ConfigError(f"config key 'optim.loss': unknown loss {kind!r} (mse_mean | mse_sum)")
+    if kind == "mse_rel":
+        per_sample = (output.float() - target.float()).square().flatten(1).mean(1)
+        return (per_sample / level.float().clamp_min(1e-3).square()).mean()
+    raise ConfigError(f"config key 'optim.loss': unknown loss {kind!r} (mse_mean | mse_sum | mse_rel)")
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -390,7 +398,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 noisy = noisy.contiguous(memory_format=torch.contiguous_format)
             with autocast_context(device, cfg):
                 out = model(noisy, nmap)
-            loss = loss_fn(out, clean[:, centre], cfg.optim.loss)
+            loss = loss_fn(out, clean[:, centre], cfg.optim.loss, nmap.flatten(1).mean(1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:

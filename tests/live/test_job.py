@@ -158,3 +158,55 @@ def test_full_path_cost_is_predicted_from_lite_on_a_cpu():
     assert full == pytest.approx(3 * 159_048, rel=0.01) and lite == pytest.approx(12_544)   # 3 blocks at look-ahead 1
     assert stream._predicted_cost("full") == pytest.approx(0.03 * full / lite)
     assert stream._predicted_cost("light2") is None                     # single-frame passes are always timed
+
+
+def test_single_frame_passes_run_the_light_network():
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.graph.pacer import DeadlineChooser
+    from streamden.live import LiveStream
+
+    frames = np.random.default_rng(2).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    engine = live_engine("live.lookahead=1", "live.latency=3.0", "noise.sigma=20")
+    stream = LiveStream("cam", ClockedSource(frames, fps=10), engine, [])
+    light = stream.engines["lite"]
+    assert stream._engine_of("light2") is light and stream._engine_of("full") is engine
+    calls = {"full": 0, "lite": 0}
+    for name, e in (("full", engine), ("lite", light)):
+        def counted(*args, _run=e.single_frame, _name=name, **kwargs):
+            calls[_name] += 1
+            return _run(*args, **kwargs)
+        e.single_frame = counted
+    # Neither temporal network fits: the frames go out through the half-resolution pass.
+    stream._calibrated = (64, 48)
+    stream.chooser = DeadlineChooser({"full": 10.0, "lite": 10.0, "light2": 0.001, "light4": 0.001})
+    stream.start()
+    end = time.monotonic() + 20
+    while stream.counters.paths["light2"] < 5 and time.monotonic() < end:
+        time.sleep(0.1)
+    stream.stop()
+    assert stream.counters.paths["light2"] >= 5
+    assert calls["lite"] >= 5 and calls["full"] == 0
+
+
+def test_live_estimates_the_noise_on_one_frame_in_a_few():
+    import types
+
+    import numpy as np
+
+    from streamden.bench_live import ClockedSource
+    from streamden.live import ESTIMATE_EVERY, LiveStream
+
+    rng = np.random.default_rng(3)
+    engine = live_engine("noise.sigma=auto", "live.paths=[full, raw]")
+    stream = LiveStream("cam", ClockedSource(np.zeros((2, 16, 16, 3), np.uint8), fps=10), engine, [])
+    estimated = []
+    stream.engine.estimate_sigma = lambda tensor: estimated.append(1) or 12.0
+    frames = [types.SimpleNamespace(image=rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), tensor=None, sigma=None)
+              for _ in range(4 * ESTIMATE_EVERY)]
+    for frame in frames:
+        stream._prepare(frame)
+    assert len(estimated) == 4
+    assert all(frame.sigma == 12.0 for frame in frames)                   # held frames keep the tracked level
+    assert "over 16 frames" in stream._tracker.summary()                 # every frame counts as a level used
