@@ -85,12 +85,13 @@ class LiveBenchResult:
     threads: int
     lookahead: int
     record: bool = False
+    lite_lookahead: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def format_table(self) -> str:
         """Aligned text: one line per size."""
         head = (f"streamden bench live: {self.fps:g} fps, {self.seconds:g} s per size, look-ahead "
-                f"{self.lookahead}, device {self.device} ({self.hardware}), {self.threads} threads"
+                f"{self.lookahead} (lite {self.lite_lookahead}), device {self.device} ({self.hardware}), {self.threads} threads"
                 f"{', output encoded (H.264)' if self.record else ''}")
         networks = [p for p in PATHS if p != "raw"]
         viewer = any("viewer" in r for r in self.rows)
@@ -206,7 +207,8 @@ def run_live_bench(sizes: Sequence[tuple[int, int]] = ((640, 360), (1280, 720)),
     dev = engine.device
     hardware = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     result = LiveBenchResult(fps=fps, seconds=seconds, device=str(dev), hardware=f"{hardware}, {os.cpu_count()} cores",
-                             threads=torch.get_num_threads(), lookahead=lookahead, record=record)
+                             threads=torch.get_num_threads(), lookahead=lookahead, record=record,
+                             lite_lookahead=config.live.lite_lookahead)
     rng = np.random.default_rng(0)
     runs = [(size, watched) for size in sizes
             for watched in ((False, True) * viewer if viewer else (None,))]

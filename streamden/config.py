@@ -152,7 +152,8 @@ class LiveConfig:
     """Live feeds (``streamden live``): look-ahead, latency, timeouts, outputs (streamden.live)."""
 
     lookahead: int = 1                   # future frames the network waits for: 0, 1 or 2 (2 = offline quality)
-    latency: float | None = None         # arrival->emission bound in seconds; None = (lookahead + 2) periods
+    latency: float | None = None         # arrival->emission bound in seconds; None = (the larger of
+                                         # lookahead and lite_lookahead + 2) periods
     open_timeout: float = 5.0            # seconds to connect and analyse the stream
     read_timeout: float = 2.0            # seconds without a frame before the source is re-opened
     backoff_base: float = 0.5            # first reconnect wait (s), doubled per failure, with jitter
@@ -160,6 +161,8 @@ class LiveConfig:
     slate_after: float = 3.0             # seconds without input before NO SIGNAL replaces the last frame
     paths: list[str] = field(default_factory=lambda: ["full", "lite", "light2", "light4", "raw"])  # degrade order
     lite_model: str = "lite"             # the network of the lite path (a registry name or a weights file)
+    lite_lookahead: int = 0              # the lite path's look-ahead (0-2): 0 leaves it two periods of the
+                                         # default 3-period latency, what a 2-core CPU needs (README, Live)
     segment_seconds: float = 60.0        # length of recorded segments
     segment_keep: int = 0                # recorded segments kept (oldest deleted); 0 = all
     hls_seconds: float = 2.0             # HLS segment length

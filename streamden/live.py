@@ -21,8 +21,11 @@ One :class:`LiveStream` per feed runs four kinds of thread::
   ``slate_after`` seconds without input.
 * **Outputs**: one writer thread each (:mod:`streamden.io.live_sink`), never blocking the pacer.
 
-A frame's deadline is its arrival time plus ``latency`` (default: look-ahead + 2 periods);
-the processor must finish it one period before that, the pacer emits it at the next tick.
+A frame's deadline is its arrival time plus ``latency`` (default: the larger look-ahead of the
+two temporal paths + 2 periods); the processor must finish it one period before that, the pacer
+emits it at the next tick. ``lite`` runs at ``live.lite_lookahead`` (default 0): within the
+3-period latency of look-ahead 1 it then has two periods for a frame, not one, which is what
+keeps it carrying a 25 fps feed on a 2-core CPU next to the encoder.
 
 A :class:`LiveJob` runs several streams in one process over one
 :class:`~streamden.engine.Engine` (one loaded network; each stream has its own stage-1
@@ -33,7 +36,7 @@ text format (:class:`MetricsServer`).
 Everything a stream does comes from the engine's typed config (``engine.config``, a
 :class:`~streamden.config.DenoiseConfig`); live keeps no copy of it. What live reads, and where:
 
-* ``live.lookahead``, ``live.latency``, ``live.paths``, ``live.slate_after``: the processor
+* ``live.lookahead``, ``live.lite_lookahead``, ``live.latency``, ``live.paths``, ``live.slate_after``: the processor
   and the pacer (:class:`LiveStream`); ``live.lite_model``: the network of the ``lite`` path
   (its own engine, :func:`lite_engine`);
 * ``live.open_timeout``, ``live.read_timeout``, ``live.backoff_base``, ``live.backoff_cap``:
@@ -113,7 +116,7 @@ LIVE_CODECS = ("h264",)
 
 def check_live_config(config: "DenoiseConfig") -> None:
     """Raise ConfigError, naming the key, for a value of ``config`` a live stream cannot run with:
-    ``live.lookahead`` outside 0/1/2, ``live.latency`` not positive, ``live.paths`` not a
+    ``live.lookahead`` or ``live.lite_lookahead`` outside 0/1/2, ``live.latency`` not positive, ``live.paths`` not a
     subset of the paths that includes ``raw``, ``encode.codec`` other than h264, and a bad
     ``noise.sigma`` or ``encode.fps``.
 
@@ -125,8 +128,10 @@ def check_live_config(config: "DenoiseConfig") -> None:
     streamden.errors.ConfigError: encode.codec: streamden live writes H.264 (h264); got hevc
     """
     live = config.live
-    if live.lookahead not in (0, 1, 2) or isinstance(live.lookahead, bool):
-        raise ConfigError(f"live.lookahead must be 0, 1 or 2 frames, got {live.lookahead!r}")
+    for key in ("lookahead", "lite_lookahead"):
+        value = getattr(live, key)
+        if value not in (0, 1, 2) or isinstance(value, bool):
+            raise ConfigError(f"live.{key} must be 0, 1 or 2 frames, got {value!r}")
     if live.latency is not None and live.latency <= 0:
         raise ConfigError(f"live.latency must be positive seconds (or null for lookahead + 2 periods), "
                           f"got {live.latency!r}")
@@ -251,11 +256,14 @@ class LiveStream:
         self.pacer: Pacer | None = None
         self.fps: Fraction | None = parse_fps(self.config.encode.fps)   # None: the source's rate
         self.size: tuple[int, int] | None = None
+        self.latency: float | None = None    # seconds, set with the pacer at the first frame
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._inbox = _Inbox(self.config.graph.queue_size, self.counters)
         self._threads: list[threading.Thread] = []
-        self._streams = {path: e.stream(self.lookahead) for path, e in self.engines.items()}
+        # Each temporal path waits for its own look-ahead: lite for live.lite_lookahead frames.
+        self.lookaheads: dict[str, int] = {"full": self.lookahead, "lite": self.config.live.lite_lookahead}
+        self._streams = {path: e.stream(self.lookaheads[path]) for path, e in self.engines.items()}
         self._active: str | None = None   # the temporal path whose stream holds the pending frames
         self._pending: list[Any] = []     # frames pushed into that stream, output not out yet
         self._tracker = engine.sigma_tracker()
@@ -385,7 +393,8 @@ class LiveStream:
             self.fps = Fraction(getattr(self.source, "fps", None) or 25).limit_denominator(1001)
         period = 1.0 / float(self.fps)
         live, encode = self.config.live, self.config.encode
-        latency = live.latency if live.latency is not None else (self.lookahead + 2) * period
+        slowest = max(self.lookaheads[p] for p in TEMPORAL_PATHS if p in self.engines)
+        latency = live.latency if live.latency is not None else (slowest + 2) * period
         self.latency = latency
         for spec in self.output_specs:
             out = spec if isinstance(spec, LiveOutput) else open_output(
@@ -412,10 +421,9 @@ class LiveStream:
             self._degrade_pending()
             self._start_calibration(frame)
         period = self.pacer.period
-        lookahead = self.lookahead
-        # Even at best a temporal output waits `lookahead` periods for its future frames.
-        budget = self.latency - period - lookahead * period
-        path = next((p for p in TEMPORAL_PATHS if p in self.paths and self.chooser.fits(p, budget)), None)
+        # Even at best a temporal output waits its look-ahead's periods for its future frames.
+        path = next((p for p in TEMPORAL_PATHS if p in self.paths
+                     and self.chooser.fits(p, self.latency - period - self.lookaheads[p] * period)), None)
         if path != self._active:
             self._degrade_pending()   # the other temporal path's window restarts
             self._active = path
@@ -423,6 +431,7 @@ class LiveStream:
             self._cheap(frame)
             return
         # The frame this push would output: the oldest held one, or this one at look-ahead 0.
+        lookahead = self.lookaheads[path]
         if lookahead == 0:
             target = frame
         else:
@@ -559,7 +568,7 @@ class LiveStream:
         if path not in TEMPORAL_PATHS:
             return 1.0
         engine = self.engines[path]
-        return engine.blocks_per_frame(self.lookahead) / engine.blocks_per_frame(2)
+        return engine.blocks_per_frame(self.lookaheads[path]) / engine.blocks_per_frame(2)
 
     def _engine_of(self, path: str) -> "Engine":
         """The engine that runs ``path``: its own for a temporal path, the light one for a single-frame pass."""
@@ -573,8 +582,8 @@ class LiveStream:
         lite_seconds = self.calibration.get("lite")
         if path != "full" or lite_seconds is None or self.engine.device.type != "cpu":
             return None
-        full = self.engine.multiply_adds_per_frame(self.lookahead)
-        light = self.engines["lite"].multiply_adds_per_frame(self.lookahead)
+        full = self.engine.multiply_adds_per_frame(self.lookaheads["full"])
+        light = self.engines["lite"].multiply_adds_per_frame(self.lookaheads["lite"])
         return None if not full or not light else lite_seconds * full / light
 
 

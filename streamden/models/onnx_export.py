@@ -50,7 +50,8 @@ STAGES = (1, 2)
 META_PREFIX = "streamden."
 #: Keys of a weights file's metadata that describe how it was trained (copied as ``training.*``).
 RECIPE_KEYS = ("optimizer", "steps", "batch", "patch", "loss", "sigma_sampling", "augment", "noise_model",
-               "noise_clip", "precision", "training_data", "hardware", "git_commit", "val_psnr_sigma30")
+               "noise_clip", "precision", "training_data", "hardware", "git_commit", "val_psnr", "val_sigma",
+               "val_psnr_sigma30")   # the last: what weights trained before val_sigma was recorded carry
 
 
 def missing_extra(module: str) -> ConfigError:

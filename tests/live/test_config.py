@@ -3,6 +3,7 @@ refused when a stream or job is built (naming the key), and no key is accepted a
 from __future__ import annotations
 
 import queue
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -30,6 +31,7 @@ def frames() -> ClockedSource:
 
 @pytest.mark.parametrize("override, key", [
     ("live.lookahead=3", "live.lookahead must be 0, 1 or 2"),
+    ("live.lite_lookahead=-1", "live.lite_lookahead must be 0, 1 or 2"),
     ("live.latency=0", "live.latency must be positive"),
     ("live.paths=[full, light2]", "live.paths must be a subset"),
     ("live.paths=[raw, fast]", "live.paths must be a subset"),
@@ -63,14 +65,17 @@ def test_stream_reads_its_settings_from_the_engine_config(shared_model):
     assert stream.sigma is None and stream.fps is None                      # noise.sigma auto, encode.fps null
     assert stream._tracker.smoothing == config.noise.smoothing == 0.8       # the preset's, not a default
     assert stream._inbox.size == config.graph.queue_size == 2              # the preset's graph.queue_size
-    assert {path: st.lookahead for path, st in stream._streams.items()} == {"full": 1, "lite": 1}
+    assert {path: st.lookahead for path, st in stream._streams.items()} == {"full": 1, "lite": 0}
+    assert config.live.lite_lookahead == 0                                  # lite gets two of the three periods
     assert stream.engines["lite"].config.model.name == config.live.lite_model == "lite"
     assert not stream.engines["lite"].aligns                               # the light network runs unaligned
 
     stream = LiveStream("cam", frames(), live_engine("noise.sigma=30", "encode.fps=30000/1001",
-                                                     "graph.queue_size=5", "live.lookahead=0"), [])
+                                                     "graph.queue_size=5", "live.lookahead=0",
+                                                     "live.lite_lookahead=2"), [])
     assert stream.sigma == 30.0 and stream.fps == Fraction(30000, 1001)
     assert stream._inbox.size == 5 and stream._streams["full"].lookahead == 0
+    assert stream._streams["lite"].lookahead == 2
 
 
 def test_job_opens_url_sources_with_the_configured_timeouts_and_backoff():
@@ -111,3 +116,15 @@ def test_inbox_keeps_queue_size_frames_and_never_loses_a_restart():
             break
     # f0 and f1 were dropped for f2 and f3; the (collapsed) restart marker stayed in order.
     assert got == [_RESTART, "f2", "f3"] and counters.dropped == 2
+
+
+@pytest.mark.parametrize("lookahead, lite_lookahead, periods", [(1, 0, 3), (0, 0, 2), (0, 1, 3), (2, 0, 4)])
+def test_default_latency_follows_the_larger_lookahead(lookahead, lite_lookahead, periods):
+    stream = LiveStream("cam", frames(), live_engine(f"live.lookahead={lookahead}",
+                                                     f"live.lite_lookahead={lite_lookahead}"), [])
+    stream.start()
+    end = time.monotonic() + 10
+    while stream.latency is None and time.monotonic() < end:
+        time.sleep(0.02)
+    stream.stop()
+    assert stream.latency == pytest.approx(periods / 10)                 # the source runs at 10 fps

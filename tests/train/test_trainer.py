@@ -57,7 +57,7 @@ def test_short_run_lowers_the_loss(tmp_path, clip_dir):
     assert (tmp_path / "run" / "plot.png").stat().st_size > 0
     meta = read_metadata(out)
     for key in ("architecture", "training_data", "noise_model", "sigma_range", "steps", "patch", "batch",
-                "wall_time_s", "hardware", "git_commit", "val_psnr_sigma30"):
+                "wall_time_s", "hardware", "git_commit", "val_psnr", "val_sigma"):
         assert key in meta
     assert meta["steps"] == "30" and meta["sigma_range"] == "[5.0, 55.0]"
     assert any("val_psnr" in line for line in lines)
