@@ -38,7 +38,7 @@ def main() -> None:
     specs += degradation_grid(["camera", "camera+compressed"], crfs=[23])
     clips = [(p.name, centre_crop(read_clip(p, max_frames=args.frames), args.crop).float() / 255)
              for p in find_clips(args.clips)]
-    print(f"| degradation | effective level | ours / level | finest band only / level |")
+    print("| degradation | effective level | ours / level | finest band only / level |")
     print("|---|---|---|---|")
     errors: dict[str, list[float]] = {}
     for spec in specs:

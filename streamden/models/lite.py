@@ -23,7 +23,6 @@ torch.Size([1, 3, 16, 16])
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LITE_WINDOW = 3     # frames the network sees for one output frame

@@ -20,12 +20,11 @@ from streamden.config import make_config
 from streamden.engine import Engine
 from streamden.errors import ConfigError, InputError, ModelError, OutputError
 from streamden.metrics import psnr
-from streamden.models.onnx_export import FP32_TOLERANCE, export_model, read_onnx_metadata, stage_paths
+from streamden.models.onnx_export import FP32_TOLERANCE, read_onnx_metadata, stage_paths
 from streamden.models.ort_runner import load_onnx_network
 from streamden.models.registry import load_model
 from streamden.noise.synth import noisy_8bit
 from tests.media import make_image_sequence, make_video, synthetic_frames
-from tests.nets import random_fastdvdnet
 
 #: int8 against fp32 on the synthetic test clip at sigma 25 (PSNR of the int8 output with the fp32
 #: output as reference; measured 51.7 dB): far below a visible difference.
