@@ -395,7 +395,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    help="what runs the network: torch (default) or onnxruntime (needs streamden[onnx]; --model may "
                         "then be an export NAME.onnx, e.g. an int8 one); see README \"ONNX\"")
     p.add_argument("--lookahead", type=int, choices=[0, 1, 2], help="future frames to wait for (default: preset)")
-    p.add_argument("--latency", type=float, help="arrival-to-emission bound in seconds (default: lookahead + 2 periods)")
+    p.add_argument("--latency", type=float, help="arrival-to-emission bound in seconds (default: the larger of live.lookahead and live.lite_lookahead + 2 periods)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--stats", nargs="?", type=float, const=5.0, metavar="SECONDS",
                    help="print per-stream counters every SECONDS (default 5) and a summary at the end")

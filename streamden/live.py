@@ -133,7 +133,7 @@ def check_live_config(config: "DenoiseConfig") -> None:
         if value not in (0, 1, 2) or isinstance(value, bool):
             raise ConfigError(f"live.{key} must be 0, 1 or 2 frames, got {value!r}")
     if live.latency is not None and live.latency <= 0:
-        raise ConfigError(f"live.latency must be positive seconds (or null for lookahead + 2 periods), "
+        raise ConfigError(f"live.latency must be positive seconds (or null for the larger look-ahead + 2 periods), "
                           f"got {live.latency!r}")
     unknown = [p for p in live.paths if p not in PATHS]
     if unknown or "raw" not in live.paths:
