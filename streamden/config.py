@@ -73,6 +73,7 @@ class NoiseConfig:
     sigma: str = "auto"          # a number on the 0-255 scale, or "auto"
     smoothing: float = 0.9       # temporal smoothing of the auto estimate (EMA factor)
     strength: float = 1.0        # scales the noise map the network sees: 0.25 (gentle) to 4 (strong)
+    auto_model: str | None = None  # the network when sigma is auto (estimated: real footage); None = model.name
 
     def __post_init__(self) -> None:
         if isinstance(self.strength, bool) or not isinstance(self.strength, numbers.Real) \
@@ -464,4 +465,21 @@ def make_config(preset: str | None = "restoration", config_file: str | Path | No
     if config_file:
         given = config_keys(read_yaml(config_file)) + given
     check_front_door(door, given)
-    return apply_overrides(config, shortcut)
+    return with_auto_model(apply_overrides(config, shortcut), given)
+
+
+def with_auto_model(config: DenoiseConfig, given: Iterable[str] = ()) -> DenoiseConfig:
+    """``config`` running ``noise.auto_model`` when the noise level is estimated
+    (``noise.sigma: auto``) and one is set, unless ``model.name`` is among the keys the user
+    ``given`` (an explicit model runs whatever the sigma). The network trained on realistic
+    noise meets what the estimate reads; a known Gaussian sigma keeps ``model.name``.
+
+    >>> with_auto_model(make_config(overrides=["noise.auto_model=lite"])).model.name
+    'lite'
+    >>> with_auto_model(make_config(sigma=20, overrides=["noise.auto_model=lite"])).model.name
+    'fastdvdnet-aligned'
+    """
+    auto = config.noise.auto_model
+    if not auto or str(config.noise.sigma).strip().lower() != "auto" or "model.name" in set(given):
+        return config
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, name=auto))

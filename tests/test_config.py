@@ -88,3 +88,16 @@ def test_keyword_shortcuts_override_the_preset():
 def test_out_of_range_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key} must"):
         apply_overrides(DenoiseConfig(), [override])
+
+
+def test_auto_model_runs_when_the_noise_is_estimated_and_no_model_was_named(tmp_path):
+    from streamden.config import make_config
+
+    auto = ["noise.auto_model=lite"]
+    assert make_config(overrides=auto).model.name == "lite"                            # sigma auto
+    assert make_config(overrides=auto, sigma=25).model.name == "fastdvdnet-aligned"    # a known sigma
+    assert make_config(overrides=auto, model="fastdvdnet-gaussian").model.name == "fastdvdnet-gaussian"
+    assert make_config(overrides=auto + ["model.name=fastdvdnet-gaussian"]).model.name == "fastdvdnet-gaussian"
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("model:\n  name: fastdvdnet-gaussian\nnoise:\n  auto_model: lite\n")
+    assert make_config(None, config_file).model.name == "fastdvdnet-gaussian"        # named in the file
