@@ -208,7 +208,7 @@ class Pacer:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the clock thread and wait for it; re-raise an error from ``emit``."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.ident is not None:   # started (stop may race start)
             self._thread.join(timeout)
         if self.error is not None:
             raise self.error
