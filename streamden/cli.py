@@ -707,9 +707,13 @@ def _run_models(args: argparse.Namespace) -> int:
         cost = multiply_adds_per_pixel(build_model(card.architecture, **card.arch_kwargs).eval())
         print(f"{card.name}{default}  [{state}]  align: {card.align}  cost: {cost:,.0f} multiply-adds per pixel "
               f"per streamed frame  {card.description}")
-    print("presets: " + ", ".join(f"{name} -> {make_config(name).model.name}" for name in preset_names()))
+    def models_of(preset: str | None) -> str:
+        known, auto = make_config(preset, sigma=20).model.name, make_config(preset, sigma="auto").model.name
+        return known if auto == known else f"{auto} with sigma auto (noise.auto_model), {known} with a known sigma"
+
+    print("presets: " + ", ".join(f"{name} -> {models_of(name)}" for name in preset_names()))
     for door, (preset, how) in FRONT_DOOR_MODELS.items():
-        print(f"{door}: {make_config(preset).model.name}, {how}")
+        print(f"{door}: {models_of(preset)}, {how}")
     return 0
 
 
@@ -722,7 +726,8 @@ FRONT_DOOR_MODELS = {
         "surveillance", "no flow: no optical flow fits a live frame's budget on a CPU, and on unaligned windows "
         "the unaligned variant (same recipe) is 0.42/0.22/0.15 dB better than fastdvdnet-aligned at sigma "
         "10/30/50 on the validation clips (streamden eval --align none); where it cannot keep up (a CPU), "
-        "the lite rung runs live.lite_model (lite) before the single-frame passes"),
+        "the lite rung runs live.lite_model (lite, at live.lite_lookahead) before the single-frame passes "
+        "of its network"),
     "streamden burst, denoise_burst (night_burst preset)": (
         "night_burst", "single-frame mode on the merged burst, 512-pixel tiles"),
 }
