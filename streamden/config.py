@@ -479,7 +479,9 @@ def with_auto_model(config: DenoiseConfig, given: Iterable[str] = ()) -> Denoise
     >>> with_auto_model(make_config(sigma=20, overrides=["noise.auto_model=lite"])).model.name
     'fastdvdnet-aligned'
     """
+    from .pipeline import parse_sigma   # here, not at the top: pipeline loads torch and the graph
+
     auto = config.noise.auto_model
-    if not auto or str(config.noise.sigma).strip().lower() != "auto" or "model.name" in set(given):
+    if not auto or parse_sigma(config.noise.sigma) is not None or "model.name" in set(given):
         return config
     return dataclasses.replace(config, model=dataclasses.replace(config.model, name=auto))

@@ -235,7 +235,6 @@ class LiveStream:
         self.source = source
         self.engine = engine
         self.config = engine.config
-        self.lookahead: int = self.config.live.lookahead
         if lite is None:
             lite = lite_engine(engine)
         # The engine of each temporal path in this stream (lite: none when the model is the light one).
@@ -261,9 +260,9 @@ class LiveStream:
         self._stop = threading.Event()
         self._inbox = _Inbox(self.config.graph.queue_size, self.counters)
         self._threads: list[threading.Thread] = []
-        # Each temporal path waits for its own look-ahead: lite for live.lite_lookahead frames.
-        self.lookaheads: dict[str, int] = {"full": self.lookahead, "lite": self.config.live.lite_lookahead}
-        self._streams = {path: e.stream(self.lookaheads[path]) for path, e in self.engines.items()}
+        # Each temporal path waits for its own look-ahead (its stream's): lite for live.lite_lookahead frames.
+        lookaheads = {"full": self.config.live.lookahead, "lite": self.config.live.lite_lookahead}
+        self._streams = {path: e.stream(lookaheads[path]) for path, e in self.engines.items()}
         self._active: str | None = None   # the temporal path whose stream holds the pending frames
         self._pending: list[Any] = []     # frames pushed into that stream, output not out yet
         self._tracker = engine.sigma_tracker()
@@ -393,7 +392,7 @@ class LiveStream:
             self.fps = Fraction(getattr(self.source, "fps", None) or 25).limit_denominator(1001)
         period = 1.0 / float(self.fps)
         live, encode = self.config.live, self.config.encode
-        slowest = max(self.lookaheads[p] for p in TEMPORAL_PATHS if p in self.engines)
+        slowest = max(stream.lookahead for stream in self._streams.values())
         latency = live.latency if live.latency is not None else (slowest + 2) * period
         self.latency = latency
         for spec in self.output_specs:
@@ -423,7 +422,7 @@ class LiveStream:
         period = self.pacer.period
         # Even at best a temporal output waits its look-ahead's periods for its future frames.
         path = next((p for p in TEMPORAL_PATHS if p in self.paths
-                     and self.chooser.fits(p, self.latency - period - self.lookaheads[p] * period)), None)
+                     and self.chooser.fits(p, self.latency - period - self._streams[p].lookahead * period)), None)
         if path != self._active:
             self._degrade_pending()   # the other temporal path's window restarts
             self._active = path
@@ -431,7 +430,7 @@ class LiveStream:
             self._cheap(frame)
             return
         # The frame this push would output: the oldest held one, or this one at look-ahead 0.
-        lookahead = self.lookaheads[path]
+        lookahead = self._streams[path].lookahead
         if lookahead == 0:
             target = frame
         else:
@@ -494,7 +493,7 @@ class LiveStream:
             return
         start = time.monotonic()
         tensor = self._prepare(frame)
-        image = self._light.single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
+        image = self._engine_of(path).single_frame(tensor, frame.sigma, scale=2 if path == "light2" else 4)
         self._submit(frame, image, path)
         self.chooser.record(path, time.monotonic() - start)
 
@@ -541,7 +540,7 @@ class LiveStream:
             if path == "lite":
                 # The warm-up bounds the cost from above: published at once, the light network
                 # carries the frames from here on when it already fits (the median below replaces it).
-                chooser.costs[path] = (time.monotonic() - start) * self._block_ratio(path)
+                chooser.set(path, (time.monotonic() - start) * self._block_ratio(path))
             # The light network is cheap: the median of three runs, so that one run slowed by the
             # start-up of everything else does not lock the path out (a path far over budget is never retried).
             runs = []
@@ -554,7 +553,7 @@ class LiveStream:
             log.info("%s: %s path costs %.0f ms at %dx%d", self.name, path, 1000 * seconds,
                      image.shape[1], image.shape[0])
             if engine is not self.engine:
-                chooser.costs[path] = seconds
+                chooser.set(path, seconds)
             if self._stop.is_set():
                 return
         for path, seconds in self.calibration.items():
@@ -568,7 +567,7 @@ class LiveStream:
         if path not in TEMPORAL_PATHS:
             return 1.0
         engine = self.engines[path]
-        return engine.blocks_per_frame(self.lookaheads[path]) / engine.blocks_per_frame(2)
+        return engine.blocks_per_frame(self._streams[path].lookahead) / engine.blocks_per_frame(2)
 
     def _engine_of(self, path: str) -> "Engine":
         """The engine that runs ``path``: its own for a temporal path, the light one for a single-frame pass."""
@@ -582,8 +581,8 @@ class LiveStream:
         lite_seconds = self.calibration.get("lite")
         if path != "full" or lite_seconds is None or self.engine.device.type != "cpu":
             return None
-        full = self.engine.multiply_adds_per_frame(self.lookaheads["full"])
-        light = self.engines["lite"].multiply_adds_per_frame(self.lookaheads["lite"])
+        full = self.engine.multiply_adds_per_frame(self._streams["full"].lookahead)
+        light = self.engines["lite"].multiply_adds_per_frame(self._streams["lite"].lookahead)
         return None if not full or not light else lite_seconds * full / light
 
 

@@ -332,6 +332,15 @@ class DeadlineChooser:
                 self.costs[path] = cost * self.decay
         return chosen
 
+    def set(self, path: str, seconds: float) -> None:
+        """Replace ``path``'s estimate with a measured cost (calibration), whatever it was.
+
+        >>> chooser = DeadlineChooser({"lite": 0.5}); chooser.set("lite", 0.02); chooser.costs["lite"]
+        0.02
+        """
+        if path != "raw":
+            self.costs[path] = seconds
+
     def record(self, path: str, seconds: float) -> None:
         """Fold a measured processing time of ``path`` into its estimate."""
         if path == "raw":

@@ -385,9 +385,7 @@ class SigmaTracker:
             self.value = sigma if self.value is None else \
                 self.smoothing * self.value + (1.0 - self.smoothing) * sigma
             level = self.value
-        self._count, self._sum = self._count + 1, self._sum + level
-        self._min, self._max = min(self._min, level), max(self._max, level)
-        return level
+        return self._used(level)
 
     def hold(self) -> float:
         """The current level, for a frame that was not estimated (live reads one frame in a few);
@@ -397,7 +395,10 @@ class SigmaTracker:
         12.0
         12.0
         """
-        level = self.value if self.value is not None else 0.0
+        return self._used(self.value if self.value is not None else 0.0)
+
+    def _used(self, level: float) -> float:
+        """Count ``level`` as the level of one frame (for :meth:`summary`) and return it."""
         self._count, self._sum = self._count + 1, self._sum + level
         self._min, self._max = min(self._min, level), max(self._max, level)
         return level

@@ -60,7 +60,7 @@ def test_stream_reads_its_settings_from_the_engine_config(shared_model):
     stream = LiveStream("cam", frames(), shared_model, [])
     config = shared_model.config
     assert stream.config is config
-    assert stream.lookahead == config.live.lookahead == 1
+    assert stream._streams["full"].lookahead == config.live.lookahead == 1
     assert stream.paths == tuple(config.live.paths)
     assert stream.sigma is None and stream.fps is None                      # noise.sigma auto, encode.fps null
     assert stream._tracker.smoothing == config.noise.smoothing == 0.8       # the preset's, not a default
