@@ -35,6 +35,7 @@ __all__ = ["CAMERA_LEVELS", "CODECS", "DEGRADATIONS", "CameraLevel", "Degradatio
 
 DEGRADATIONS = ("gaussian", "camera", "compressed", "camera+compressed")
 CODECS = ("x264", "x265", "jpeg")
+X265_MIN_SIZE = 64              # libx265's largest coding tree unit (pixels): smaller frames are padded
 
 # A camera's colour pipeline (our own round numbers, typical of phone sensors): white-balance
 # gains for daylight and a camera-to-sRGB colour matrix whose rows sum to 1 (grey stays grey).
@@ -151,8 +152,11 @@ def _encode_video(frames: np.ndarray, codec: str, crf: int, preset: str) -> np.n
     import av
 
     t, h, w, _ = frames.shape
-    # yuv420p needs even sizes: pad by edge replication, crop after decoding.
-    ph, pw = h + h % 2, w + w % 2
+    # yuv420p needs even sizes: pad by edge replication, crop after decoding. libx265 also gets
+    # at least one coding tree unit each way: smaller frames corrupted the heap (48x48 after the
+    # network had run in the process aborted it; 64 and up never did).
+    least = X265_MIN_SIZE if codec == "x265" else 0
+    ph, pw = max(h + h % 2, least), max(w + w % 2, least)
     if (ph, pw) != (h, w):
         frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     buffer = io.BytesIO()

@@ -1,6 +1,9 @@
 """Realistic degradations: the statistics of the synthesised noise, determinism, bad values."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -73,3 +76,20 @@ def test_degradation_labels_and_errors():
         degradation_grid(["compressed"], crfs=[60])
     with pytest.raises(ValueError, match="unknown camera level"):
         Degradation("camera", iso="iso1")
+
+
+def test_x265_takes_frames_smaller_than_its_coding_tree_unit():
+    # 48x48 through libx265 once the network had run in the process corrupted the heap and
+    # aborted it (streamden eval --crop 48); in a child process, so a regression fails this test
+    # instead of killing the run.
+    script = (
+        "import torch\n"
+        "from streamden.models.registry import load_model\n"
+        "from streamden.noise.degrade import compress\n"
+        "with torch.no_grad():\n"
+        "    load_model(allow_untrained=True)(torch.rand(1, 5, 3, 48, 48), torch.full((1, 1, 48, 48), 0.04))\n"
+        "out = compress(torch.rand(3, 3, 48, 34), 'x265', 23)\n"
+        "print(tuple(out.shape))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(3, 3, 48, 34)"
