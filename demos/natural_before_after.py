@@ -42,7 +42,7 @@ def main() -> None:
         outputs["CBM3D"] = cbm3d_denoise(noisy[t:t + 1], args.sigma)[0]
     except ImportError:
         print("CBM3D left out: pip install 'streamden[eval]'")
-    engine = Engine(make_config(None, model=args.model))
+    engine = Engine(make_config(None, model=args.model, sigma=args.sigma))   # a known sigma: as a job runs it
     outputs["streamden"] = engine.denoise_clip(noisy, args.sigma)[t]
     outputs["clean"] = clean[t]
     h, w = clean.shape[-2:]

@@ -699,11 +699,12 @@ def _run_models(args: argparse.Namespace) -> int:
     from .models.cost import multiply_adds_per_pixel
     from .models.registry import DEFAULT_MODEL, build_model, list_models
 
-    from .config import make_config, preset_names
+    from .config import NoiseConfig, make_config, preset_names
 
     for card in list_models():
         state = "trained" if card.is_trained else "NO WEIGHTS"
-        default = " (default of every front door)" if card.name == DEFAULT_MODEL else ""
+        default = {DEFAULT_MODEL: " (default of every front door)",
+                   NoiseConfig().auto_model: " (default with --sigma auto: real footage)"}.get(card.name, "")
         cost = multiply_adds_per_pixel(build_model(card.architecture, **card.arch_kwargs).eval())
         print(f"{card.name}{default}  [{state}]  align: {card.align}  cost: {cost:,.0f} multiply-adds per pixel "
               f"per streamed frame  {card.description}")

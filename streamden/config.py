@@ -73,9 +73,12 @@ class NoiseConfig:
     sigma: str = "auto"          # a number on the 0-255 scale, or "auto"
     smoothing: float = 0.9       # temporal smoothing of the auto estimate (EMA factor)
     strength: float = 1.0        # scales the noise map the network sees: 0.25 (gentle) to 4 (strong)
-    auto_model: str | None = None  # the network when sigma is auto (estimated: real footage); None = model.name
+    # The network when sigma is auto (estimated: real footage, camera noise then a codec); None = model.name.
+    auto_model: str | None = "fastdvdnet-real"
 
     def __post_init__(self) -> None:
+        if isinstance(self.auto_model, str) and self.auto_model.strip().lower() in ("", "none", "null"):
+            self.auto_model = None     # --set noise.auto_model=none: the same network whatever the sigma
         if isinstance(self.strength, bool) or not isinstance(self.strength, numbers.Real) \
                 or not STRENGTH_RANGE[0] <= self.strength <= STRENGTH_RANGE[1]:
             raise ConfigError(f"noise.strength must lie in [{STRENGTH_RANGE[0]:g}, {STRENGTH_RANGE[1]:g}] "

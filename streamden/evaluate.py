@@ -353,12 +353,17 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
             notes.append("CBM3D skipped: the optional `bm3d` package is not installed")
             log("note: " + notes[-1])
 
-    engine = Engine(make_config(None, model=model, device=device, precision=precision, align=align))
+    # The network a job runs: with a known sigma model.name, with --sigma auto (the degradation
+    # runs, "model" and "fixed" alike: the gate compares auto with the same network's best) the
+    # auto model (noise.auto_model); --model names one for both.
+    job_sigma = "auto" if degradations else sigmas[0]
+    engine = Engine(make_config(None, model=model, sigma=job_sigma, device=device, precision=precision, align=align))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
+    log(f"network: {engine.config.model.name}" + ("" if model else " (the default for this noise)"))
     result = EvalResult(settings={
-        "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
+        "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default", "network": engine.config.model.name,
         "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision, "align": align,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",

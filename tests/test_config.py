@@ -101,3 +101,5 @@ def test_auto_model_runs_when_the_noise_is_estimated_and_no_model_was_named(tmp_
     config_file = tmp_path / "mine.yaml"
     config_file.write_text("model:\n  name: fastdvdnet-gaussian\nnoise:\n  auto_model: lite\n")
     assert make_config(None, config_file).model.name == "fastdvdnet-gaussian"        # named in the file
+    for off in ("none", "null", "None"):                                               # turned off
+        assert make_config(overrides=[f"noise.auto_model={off}"]).model.name == "fastdvdnet-aligned"

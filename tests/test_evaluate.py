@@ -91,3 +91,14 @@ def test_evaluate_degradations(clip, random_weights, one_thread):
         assert "x level" in result.get("tiny", level, "nlm").setting         # best over the grid
         assert result.get("tiny", level, "model").setting.startswith("auto")
     assert "effective level" in result.format_table()
+
+
+def test_the_default_network_follows_the_sigma_as_in_a_job(clip, one_thread):
+    # a known Gaussian sigma runs model.name, realistic noise at --sigma auto the auto model
+    from streamden.noise.degrade import degradation_grid
+
+    quiet = {"frames": 2, "crop": 16, "baselines": ("noisy",), "cbm3d": False, "log": lambda s: None}
+    known = evaluate([clip], [20], **quiet)
+    blind = evaluate([clip], [], degradations=degradation_grid(["camera"], isos=["iso800"]), **quiet)
+    assert known.settings["network"] == make_config(None, sigma=20).model.name == "fastdvdnet-aligned"
+    assert blind.settings["network"] == make_config(None).noise.auto_model

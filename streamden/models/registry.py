@@ -190,6 +190,20 @@ register(ModelCard(
 ))
 
 register(ModelCard(
+    name="fastdvdnet-real",
+    architecture="fastdvdnet",
+    weights_file="fastdvdnet_real.safetensors",
+    description="fastdvdnet-aligned fine-tuned on realistic noise (camera noise, Gaussian noise through x264 and "
+                "JPEG, both); the model of --sigma auto (noise.auto_model): real footage, whose noise is estimated. "
+                "Effective levels 5-40 (0-255), flow-aligned windows.",
+    noise_model="realistic",
+    sigma_range=(5.0, 40.0),
+    training_data="as fastdvdnet-aligned (train + train_extra footage), degraded by streamden.noise.degrade "
+                  "(configs/train/fastdvdnet_real*.yaml)",
+    align="flow",
+))
+
+register(ModelCard(
     name="lite",
     architecture="litedvd",
     weights_file="lite.safetensors",

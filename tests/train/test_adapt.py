@@ -86,7 +86,7 @@ def test_resume_equals_one_straight_run_and_weights_round_trip(tmp_path, noisy_c
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the weights round-trip: what was returned is what was written, and --model uses it aligned
     assert all(torch.equal(v, b[k]) for k, v in resumed.model.state_dict().items())
-    assert meta["adapted_from"] == "fastdvdnet-aligned" and str(src) in meta["adapted_on"]
+    assert meta["adapted_from"] == "fastdvdnet-real" and str(src) in meta["adapted_on"]   # sigma auto: noise.auto_model
     assert meta["align"] == "flow" and model_alignment(str(split)) == "flow"
     engine = Engine(make_config(None, None, [f"model.name={split}", "model.device=cpu"], door="frames"))
     assert engine.aligns
