@@ -24,17 +24,7 @@ from streamden.train.data import find_clips, read_clip
 def finest_band(frame) -> float:
     """The single-scale classic: MAD of the finest diagonal band over the quietest blocks, channels pooled."""
     stats = E.block_stats(frame)
-    usable = E._usable(stats, 0.02)
-    return float(E._median_abs(stats.hh1[E._quiet(usable, stats.act1, 0.3)], stats.step) * E.MAD_TO_SIGMA)
-
-
-def scale_ratio(frame) -> float:
-    """The level-2 over the level-1 noise estimate of one frame (both as ``_band_sigma`` reads them)."""
-    stats = E.block_stats(frame)
-    usable = E._usable(stats, 0.02)
-    s1 = E._median_abs(stats.hh1[E._quiet(usable, stats.act1, 0.3)], stats.step) * E.MAD_TO_SIGMA
-    s2 = E._median_abs(stats.hh2[E._quiet(usable, stats.act2, 0.3 * E.LEVEL2_KEEP)], None) * E.MAD_TO_SIGMA
-    return float(s2 / max(s1, 1e-6))
+    return float(E._scale_sigmas(stats, E._usable(stats, 0.02), 0.3)[0])
 
 
 def main() -> None:
@@ -60,7 +50,7 @@ def main() -> None:
             levels.append(level)
             ours.append(np.mean([E.estimate_sigma(f) for f in noisy]) / level)
             old.append(np.mean([finest_band(f) for f in noisy]) / level)
-            ratios.append(np.mean([scale_ratio(f) for f in noisy]))
+            ratios.append(np.mean([E.scale_ratio(f) for f in noisy]))
         errors.setdefault(spec.kind, []).extend(abs(r - 1) for r in ours)
         print(f"| {spec.label} | {np.mean(levels):.2f} | {np.mean(ours):.2f} | {np.mean(old):.2f} | "
               f"{np.mean(ratios):.2f} |", flush=True)

@@ -19,11 +19,11 @@ import json
 import numpy as np
 import torch
 
-from noise_estimate import scale_ratio
 from streamden.config import make_config
 from streamden.engine import Engine
 from streamden.evaluate import _score, centre_crop, clip_seed
 from streamden.noise.degrade import degradation_grid, degrade, effective_level
+from streamden.noise.estimate import scale_ratio
 from streamden.train.data import find_clips, read_clip
 
 

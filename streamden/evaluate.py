@@ -363,7 +363,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
         raise InputError("evaluate: no clips found")
     log(f"network: {engine.config.model.name}" + ("" if model else " (the default for this noise)"))
     result = EvalResult(settings={
-        "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default", "network": engine.config.model.name,
+        "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
+        "network": engine.config.model.name,
         "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision, "align": align,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",

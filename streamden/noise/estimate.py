@@ -216,11 +216,33 @@ def _band_sigma(stats: BlockStats, blocks: np.ndarray, keep: float) -> float:
     it. On white noise level 2 reads some 5-10 % high (texture leaks into it), so it takes
     over only where it reads clearly more than level 1 (blended between 1.1x and 1.3x).
     """
-    s1 = _median_abs(stats.hh1[_quiet(blocks, stats.act1, keep)], stats.step) * MAD_TO_SIGMA
-    s2 = _median_abs(stats.hh2[_quiet(blocks, stats.act2, keep * LEVEL2_KEEP)], None) * MAD_TO_SIGMA
+    s1, s2 = _scale_sigmas(stats, blocks, keep)
     ratio = s2 / max(s1, 1e-6)
     weight = min(1.0, max(0.0, (ratio - BLEND[0]) / (BLEND[1] - BLEND[0])))
     return (1.0 - weight) * s1 + weight * s2
+
+
+def _scale_sigmas(stats: BlockStats, blocks: np.ndarray, keep: float) -> tuple[float, float]:
+    """The noise std read from the HH band of Haar level 1 and of level 2, each over the ``keep``
+    least textured of ``blocks`` (by that level's own texture)."""
+    s1 = _median_abs(stats.hh1[_quiet(blocks, stats.act1, keep)], stats.step) * MAD_TO_SIGMA
+    s2 = _median_abs(stats.hh2[_quiet(blocks, stats.act2, keep * LEVEL2_KEEP)], None) * MAD_TO_SIGMA
+    return s1, s2
+
+
+def scale_ratio(image: torch.Tensor | np.ndarray, keep: float = 0.3, max_clipped: float = 0.02) -> float:
+    """The level-2 over the level-1 noise reading of one frame, channels pooled: about 1.0 on white
+    noise, above it once a codec has emptied the finest band (1.1-3 after x264, 3.5-5 after JPEG
+    q70; ``benchmarks/noise_estimate.py``). What tells the kind of noise, not its level.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> flat = torch.full((3, 128, 128), 0.5)
+    >>> 0.9 < scale_ratio((flat + torch.randn(flat.shape, generator=g) * 20 / 255).clamp(0, 1)) < 1.1
+    True
+    """
+    stats = block_stats(image)
+    s1, s2 = _scale_sigmas(stats, _usable(stats, max_clipped), keep)
+    return float(s2 / max(s1, 1e-6))
 
 
 @dataclass

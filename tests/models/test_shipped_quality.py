@@ -17,8 +17,8 @@ from streamden.metrics import psnr
 from streamden.models.registry import list_models, load_model
 from streamden.noise.synth import noisy_8bit
 
-PHOTO = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train" / "images"
-         / "Urban100_HR" / "img_007_SRF_4_HR.jpg")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+PHOTO = DATA / "train" / "images" / "Urban100_HR" / "img_007_SRF_4_HR.jpg"
 MODELS = [card.name for card in list_models()]
 
 
@@ -54,8 +54,7 @@ def test_flat_bright_areas_keep_their_colour(name, level):
     assert float(bias) < 4.0, f"{name}: flat grey {level} comes out {float(bias):.1f} levels off in one channel"
 
 
-
-VAL_CLIPS = PHOTO.parents[3] / "val" / "videos"
+VAL_CLIPS = DATA / "val" / "videos"
 
 
 @pytest.mark.parametrize("clip", ["da_demo1", "ta_sample4"])
