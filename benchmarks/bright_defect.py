@@ -3,6 +3,8 @@
 On a static 5-frame window at sigma 10, for each model:
 
 * flat grey windows at levels 0.5 ... 1.0: the mean error per channel (0-255) and the RMS error;
+* flat strongly coloured windows (one channel near 0, another near 255, as an aquarium or a
+  stage light; issue 19: ``ta_sample4`` lost 2-3 dB to a colour shift), the same figures;
 * a large bright photo crop (Urban100 img_007, 480x480: white dress and sky): the PSNR gain
   over the noisy input with the model as shipped (BatchNorm running statistics), with
   BatchNorm normalising by the window's own statistics instead, in bf16, with the noisy input
@@ -29,6 +31,7 @@ from streamden.noise.synth import noisy_8bit
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "train" / "images" / "Urban100_HR" / "img_007_SRF_4_HR.jpg"
 LEVELS = (0.5, 0.8, 0.9, 0.95, 1.0)
+COLOURS = ((13, 84, 226), (226, 84, 13), (13, 226, 84), (200, 30, 120), (250, 240, 20))   # 0-255 RGB
 
 
 @torch.no_grad()
@@ -44,6 +47,15 @@ def run(model: torch.nn.Module, clean: torch.Tensor, sigma: float, *, batch_stat
         out = model(noisy.unsqueeze(0), torch.full((1, 1, *clean.shape[-2:]), sigma / 255)).float()
     model.eval()
     return noisy[2].clamp(0, 1), out[0].clamp(0, 1)
+
+
+def flat_row(model: torch.nn.Module, rgb: tuple[float, ...], sigma: float, label: str) -> str:
+    """A table row: the mean error per channel and the RMS error (0-255) on a flat ``rgb`` window."""
+    flat = torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1).expand(3, 96, 96) / 255
+    _, out = run(model, flat, sigma)
+    err = (out - flat)[:, 24:-24, 24:-24] * 255
+    bias = ", ".join(f"{float(err[c].mean()):+.1f}" for c in range(3))
+    return f"| {label} | {bias} | {float(err.pow(2).mean().sqrt()):.1f} |"
 
 
 def photo() -> torch.Tensor:
@@ -65,11 +77,10 @@ def main() -> None:
         print(f"## {name} (sigma {args.sigma:g})\n")
         print("| flat level | mean error R, G, B (0-255) | RMS error |\n|---|---|---|")
         for level in LEVELS:
-            flat = torch.full((3, 96, 96), level)
-            _, out = run(model, flat, args.sigma)
-            err = (out - flat)[:, 24:-24, 24:-24] * 255
-            bias = ", ".join(f"{float(err[c].mean()):+.1f}" for c in range(3))
-            print(f"| {level:g} | {bias} | {float(err.pow(2).mean().sqrt()):.1f} |")
+            print(flat_row(model, (level * 255,) * 3, args.sigma, f"{level:g}"))
+        print("\n| flat colour (0-255) | mean error R, G, B (0-255) | RMS error |\n|---|---|---|")
+        for colour in COLOURS:
+            print(flat_row(model, colour, args.sigma, str(colour)))
         print("\n| bright photo crop | gain over the noisy input (dB) |\n|---|---|")
         for label, kwargs, image in [("as shipped (BatchNorm running statistics)", {}, clean),
                                      ("BatchNorm on the window's own statistics", {"batch_stats": True}, clean),

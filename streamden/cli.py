@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -823,6 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streamden: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``streamden models | head``): stop quietly, as a shell tool
+        # killed by SIGPIPE would, and keep the interpreter's final flush off the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

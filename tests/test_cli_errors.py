@@ -239,3 +239,19 @@ def test_a_kernel_that_fails_to_compile_is_one_line(tmp_path, capsys, monkeypatc
     line = _one_error_line(capsys.readouterr().err)
     assert line == ('streamden: error: ' f'{module.kernels_dir() / "warp.cu"}: failed to compile: '
                     'line 12: identifier "oops" is undefined')
+
+
+def test_a_closed_pipe_stops_the_command_quietly():
+    # `streamden models | head -1`: the reader leaves early. No traceback; 141 as for SIGPIPE.
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)   # closed before the first write: the write always fails
+    try:
+        proc = subprocess.run([sys.executable, "-m", "streamden", "models"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr

@@ -44,6 +44,18 @@ def test_mistyped_value_is_named():
         apply_overrides(DenoiseConfig(), ["encode.crf=fast"])
 
 
+def test_exponent_without_a_dot_is_a_float(tmp_path: Path):
+    # YAML 1.1 (PyYAML) reads "1e-3" as a string; a float key takes it as the number it means.
+    from streamden.train.config import TrainConfig
+
+    config = tmp_path / "train.yaml"
+    config.write_text("optim:\n  lr: 1e-3\n  lr_min: 5E-6\n")
+    loaded = load_config(TrainConfig, config)
+    assert (loaded.optim.lr, loaded.optim.lr_min) == (0.001, 5e-6)
+    with pytest.raises(ConfigError, match="'optim.lr'.*expected float"):
+        load_config(TrainConfig, None, ["optim.lr=fast"])
+
+
 def test_override_without_equals_sign():
     with pytest.raises(ConfigError, match="not key=value"):
         apply_overrides(DenoiseConfig(), ["encode.crf"])

@@ -32,6 +32,8 @@ class DataConfig:
     invert: float = 0.0                # share of samples turned photometrically (1 - x): bright content as
                                        # common as dark; exact for signal-independent noise clipped at 0 and 1
     channel_shuffle: bool = False      # random RGB permutation per sample (exact for per-channel i.i.d. noise)
+    colour: float = 0.0                # share of samples given strong colours: chroma x1-3, a colour cast, no clipping
+                                       # (data.colour_cast), before the noise
 
 
 @dataclass

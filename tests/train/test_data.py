@@ -4,7 +4,7 @@ import torch
 
 from streamden.errors import InputError
 from streamden.train.config import DataConfig, MotionConfig
-from streamden.train.data import FrameBank, PatchSampler, find_clips, load_val_clips, read_clip
+from streamden.train.data import FrameBank, PatchSampler, colour_cast, find_clips, load_val_clips, read_clip
 from tests.media import make_image_sequence, make_video
 from tests.train import tiny_bank
 
@@ -50,6 +50,33 @@ def test_augmentations_keep_clip_alignment():
         forward_seen |= bool(delta[0] > 0)
         reversed_seen |= bool(delta[0] < 0)
     assert forward_seen and reversed_seen
+
+
+def test_colour_cast_saturates_without_clipping():
+    # Issue 19: strong colours must not come with flat areas at 0 or 1 (clipped training
+    # content taught the network to pull dark and bright values to the bound).
+    rng = np.random.default_rng(1)   # a greyish scene: luma 0.3-0.7, chroma within +-0.05
+    clip = torch.from_numpy(rng.uniform(0.3, 0.7, (5, 1, 16, 16)) + rng.uniform(-0.05, 0.05, (5, 3, 16, 16))).float()
+    out = colour_cast(clip, 3.0, torch.tensor([0.5, 1.0, 2.0]))
+    assert out.shape == clip.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    luma = 0.299 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2]
+    for c in range(3):   # each channel an affine map of its saturated values: nothing clamped
+        saturated = (luma + 3.0 * (clip[:, c] - luma)).flatten()
+        assert float(torch.corrcoef(torch.stack([saturated, out[:, c].flatten()]))[0, 1]) > 0.99999
+        assert int((out[:, c] == 0).sum()) <= 1 and int((out[:, c] == 1).sum()) <= 1
+    means = out.mean(dim=(0, 2, 3))   # a colour cast: red darkened, blue brightened
+    assert float(means[2] - means[0]) > 0.3 > float((clip.mean(dim=(0, 2, 3))).std())
+
+
+def test_colour_share_is_seeded_and_off_by_default():
+    bank = tiny_bank()
+    plain = PatchSampler(bank, DataConfig(patch=32), MotionConfig(), seed=5).sample(8)
+    again = PatchSampler(bank, DataConfig(patch=32, colour=0.0), MotionConfig(), seed=5).sample(8)
+    assert torch.equal(plain, again)   # colour 0 draws nothing: older runs resume unchanged
+    cfg = DataConfig(patch=32, colour=1.0)
+    a, b = (PatchSampler(bank, cfg, MotionConfig(), seed=5).sample(8) for _ in range(2))
+    assert torch.equal(a, b) and not torch.equal(a, plain)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
 
 
 def test_stills_only_sampler_gives_moving_clips():
