@@ -89,6 +89,14 @@ class PreviewServer:
             timeout = 60          # a client that stops reading frees its thread after this long
             server_version = "streamden-preview"
             sys_version = ""
+            head_only = False     # a HEAD request: the GET answer's status and headers, no body
+
+            def do_HEAD(self) -> None:  # noqa: N802 - the http.server API (monitoring: curl -I)
+                self.head_only = True
+                try:
+                    self.do_GET()
+                finally:
+                    self.head_only = False
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 url = urlsplit(self.path)
@@ -142,7 +150,8 @@ class PreviewServer:
                 for key, value in (extra or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head_only:
+                    self.wfile.write(body)
 
             def _text(self, status: int, message: str) -> None:
                 self._send(status, "text/plain; charset=utf-8", (message + "\n").encode())
@@ -195,6 +204,8 @@ class PreviewServer:
                     self._headers(200, "multipart/x-mixed-replace; boundary=frame")
                     self.end_headers()
                     self.close_connection = True
+                    if self.head_only:
+                        return
                     version = 0
                     while not preview.closing:
                         still = feed.wait_newer(version, 1.0)

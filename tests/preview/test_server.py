@@ -130,6 +130,29 @@ def test_nothing_but_the_routes_answers(preview, path, status):
     assert b"root:" not in body
 
 
+def test_head_answers_like_get_without_a_body(preview):
+    # Monitoring tools (curl -I) probe with HEAD: same status and headers as GET, no body, and
+    # the endless MJPEG stream ends after its headers. Read raw: http.client never reads a
+    # HEAD body, so it could not see one sent by mistake.
+    import socket
+
+    for path, status, content_type in [
+            ("/", 200, "text/html; charset=utf-8"), ("/stats.json", 200, "application/json"),
+            ("/snapshot.jpg?stream=0&side=output", 200, "image/jpeg"),
+            ("/stream.mjpg?stream=0", 200, "multipart/x-mixed-replace; boundary=frame"),
+            ("/nothing", 404, "text/plain; charset=utf-8")]:
+        with socket.create_connection(("127.0.0.1", preview.port), timeout=10) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        assert lines[0].split()[1] == str(status), (path, lines[0])
+        assert f"Content-Type: {content_type}" in lines, (path, lines)
+        assert body == b"", (path, body[:40])
+
+
 def test_snapshot_before_any_frame_is_503():
     p = Preview(0)
     p.add_stream("cam")
