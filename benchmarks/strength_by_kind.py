@@ -21,7 +21,7 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import _score, centre_crop, clip_seed
+from streamden.evaluate import centre_crop, clip_seed, score
 from streamden.noise.degrade import degradation_grid, degrade, effective_level
 from streamden.noise.estimate import scale_ratio
 from streamden.train.data import find_clips, read_clip
@@ -63,7 +63,7 @@ def main() -> None:
             line = (f"{path.name:18s} {spec.label:38s} level {row['level']:5.1f} auto {row['auto']:5.1f} "
                     f"ratio {row['ratio']:.2f}")
             for name, engine in engines.items():
-                psnrs = {k: _score(clean, engine.denoise_clip(noisy, torch.tensor(auto) * k))[0] for k in grid}
+                psnrs = {k: score(clean, engine.denoise_clip(noisy, torch.tensor(auto) * k))[0] for k in grid}
                 row[name] = psnrs
                 line += (f" | {name.rsplit('/', 1)[-1]} " + " ".join(f"{v:.2f}" for v in psnrs.values())
                          + f" best {max(psnrs, key=psnrs.get):g}")

@@ -305,13 +305,20 @@ def _best_over_grid(clean: torch.Tensor, run: Callable[[float], torch.Tensor], b
     best, best_psnr, setting = None, -math.inf, ""
     for k in grid:
         out = run(k * base)
-        p = _score(clean, out)[0]
+        p = score(clean, out)[0]
         if p > best_psnr:
             best, best_psnr, setting = out, p, f"{k:g} x level = {k * base:.1f}"
     return best, setting
 
 
-def _score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+def score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+    """(mean PSNR over the frames whose PSNR is finite, mean SSIM) of ``out`` against ``clean``,
+    both ``(T, 3, H, W)`` in [0, 1]: the figures every eval row reports.
+
+    >>> clean = torch.full((2, 3, 16, 16), 0.5)
+    >>> round(score(clean, clean + 0.1)[0], 2)
+    20.0
+    """
     p = psnr_per_image(out, clean)
     finite = p[torch.isfinite(p)]
     return (float(finite.mean()) if finite.numel() else math.inf), float(ssim_per_image(out, clean).mean())
@@ -404,7 +411,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
                 t0 = time.time()
                 out = runs[method]()
                 seconds = time.time() - t0
-                p, s = _score(clean, out)
+                p, s = score(clean, out)
                 result.rows.append(EvalRow(name, sigma, method, round(p, 4), round(s, 5), clean.shape[0], round(seconds, 2)))
                 log(f"{name} sigma {sigma:g} {method}: {p:.2f} dB, SSIM {s:.4f} ({seconds:.1f}s)")
     return result
@@ -434,7 +441,7 @@ def _evaluate_degraded(result: EvalResult, engine: "Engine", clips: list, degrad
                 t0 = time.time()
                 out, setting = runs[method]()
                 seconds = time.time() - t0
-                p, s = _score(clean, out)
+                p, s = score(clean, out)
                 result.rows.append(EvalRow(name, spec.sigma, method, round(p, 4), round(s, 5), clean.shape[0],
                                            round(seconds, 2), spec.label, round(level, 3), setting))
                 log(f"{name} {spec.label} (level {level:.2f}) {method}: {p:.2f} dB, SSIM {s:.4f} "
