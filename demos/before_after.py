@@ -60,6 +60,7 @@ def main() -> None:
         score = psnr(torch.from_numpy(frames[t]).float() / 255, torch.from_numpy(clips["clean"][t]).float() / 255)
         panels.append((name if name == "clean" else f"{name}  {float(score):.2f} dB", frames[t][crop]))
     save_side_by_side(args.output, panels)
+    print(f"frame {t}: " + ", ".join(text for text, _ in panels[:2]))
     print(f"wrote {args.output}")
 
 

@@ -194,8 +194,8 @@ register(ModelCard(
     architecture="fastdvdnet",
     weights_file="fastdvdnet_real.safetensors",
     description="fastdvdnet-aligned fine-tuned on realistic noise (camera noise, Gaussian noise through x264 and "
-                "JPEG, both); the model of --sigma auto (noise.auto_model): real footage, whose noise is estimated. "
-                "Effective levels 5-40 (0-255), flow-aligned windows.",
+                "JPEG, both) and on strongly coloured content; the model of --sigma auto (noise.auto_model): real "
+                "footage, whose noise is estimated. Effective levels 5-40 (0-255), flow-aligned windows.",
     noise_model="realistic",
     sigma_range=(5.0, 40.0),
     training_data="as fastdvdnet-aligned (train + train_extra footage), degraded by streamden.noise.degrade "
