@@ -530,6 +530,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: configs/train/fastdvdnet.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the run")
+    p.add_argument("--export", metavar="OUT.safetensors",
+                   help="do not train: write the weights of the run's last checkpoint (its weight average when "
+                        "the run keeps one) to OUT, e.g. to evaluate a run that is still going")
     p.set_defaults(run=_run_train)
 
 
@@ -537,10 +540,13 @@ def _run_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .resources import configs_dir
     from .train.config import TrainConfig
-    from .train.trainer import train
+    from .train.trainer import export_checkpoint, train
 
     path = args.config or configs_dir() / "train" / "fastdvdnet.yaml"
     config = load_config(TrainConfig, path, args.set)
+    if args.export:
+        print(f"weights: {export_checkpoint(config, args.export)}")
+        return 0
     weights = train(config, resume=args.resume)
     print(f"weights: {weights}")
     return 0

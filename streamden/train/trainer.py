@@ -267,14 +267,14 @@ def _optimizer_text(cfg: TrainConfig) -> str:
 
 
 def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float, val_psnr: float,
-              sampler: PatchSampler) -> dict:
+              sampler: PatchSampler | None) -> dict:
     noise = cfg.noise
+    counts = f"{len(sampler.clips)} clips, {len(sampler.stills)} stills with synthetic motion, " if sampler else ""
     return {
         "architecture": cfg.architecture,
         "name": cfg.name,
         "training_data": (f"videos: {', '.join(cfg.data.videos)}; stills: {', '.join(cfg.data.stills)} "
-                          f"({len(sampler.clips)} clips, {len(sampler.stills)} stills with synthetic motion, "
-                          f"still_fraction {cfg.data.still_fraction})"),
+                          f"({counts}still_fraction {cfg.data.still_fraction})"),
         "noise_model": noise.model if noise.model != "mix" else f"mix of {', '.join(noise.mix)}",
         "noise_realistic": (f"camera shot gain {noise.shot_min}-{noise.shot_max} (log-uniform), codecs "
                             f"{', '.join(noise.codecs)} (CRF {noise.crf_min}-{noise.crf_max}, JPEG "
@@ -300,6 +300,30 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "val_data": ", ".join(cfg.data.val_videos),
         "input_range": "[0, 1] RGB, noise map sigma/255",
     }
+
+
+def export_checkpoint(config: TrainConfig, output: str | os.PathLike) -> Path:
+    """The weights of a run's last checkpoint (``<work_dir>/checkpoint.pt``) as a safetensors
+    file ``output``: the weight average when the run keeps one (``ema``), else the raw weights,
+    so a long run can be evaluated while it goes on (checkpoints are replaced atomically).
+
+    >>> export_checkpoint(load_config(TrainConfig, "configs/train/fastdvdnet_real4.yaml"),
+    ...                   "runs/real4_now.safetensors")  # doctest: +SKIP
+    """
+    ckpt_path = Path(config.work_dir) / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise ConfigError(f"{config.work_dir}: no checkpoint to export (train first; checkpoint_every > 0)")
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    prefix = "module."
+    weights = ({k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+               if state.get("ema") else state["model"])
+    model = build_model(config.architecture)
+    model.load_state_dict(weights)
+    meta = _metadata(config, torch.device("cpu"), state["step"], state["seconds"], state.get("last_val", math.nan), None)
+    meta["exported_from"] = f"checkpoint at step {state['step']}" + (" (weight average)" if state.get("ema") else "")
+    out = Path(output)
+    save_weights(model, out, meta)
+    return out
 
 
 def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> Path:

@@ -7,7 +7,7 @@ from streamden.config import load_config
 from streamden.errors import ConfigError
 from streamden.models.weights import load_weights, read_metadata
 from streamden.train.config import OptimConfig, TrainConfig
-from streamden.train.trainer import lr_at, recalibrate_batchnorm, train
+from streamden.train.trainer import export_checkpoint, lr_at, recalibrate_batchnorm, train
 from tests.media import make_image_sequence
 from tests.train import tiny_config
 
@@ -81,6 +81,31 @@ def test_checkpoint_and_resume_continue_at_the_same_step(tmp_path, clip_dir):
     b, _ = load_weights(resumed)
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+
+
+def test_export_writes_the_checkpoints_weight_average(tmp_path, clip_dir):
+    # `streamden train --export OUT`: evaluate a long run while it goes on. At the end of a run
+    # the checkpoint holds what the final weights hold: the average with `ema`, else the raw ones.
+    from streamden.cli import main
+
+    cfg = tiny_config(tmp_path, clip_dir, steps=6, val_every=0, checkpoint_every=3, ema=0.9)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        export_checkpoint(cfg, tmp_path / "early.safetensors")
+    final = train(cfg, log=lambda s: None)
+    exported = export_checkpoint(cfg, tmp_path / "now.safetensors")
+    a, _ = load_weights(final)
+    b, meta = load_weights(exported)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert meta["steps"] == "6" and meta["exported_from"] == "checkpoint at step 6 (weight average)"
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    assert any(not torch.equal(raw[k], a[k]) for k in a if a[k].is_floating_point())   # the average, not the raw
+    config = tmp_path / "tiny.yaml"
+    import yaml
+    from streamden.config import to_dict
+    config.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert main(["train", "--config", str(config), "--export", str(tmp_path / "cli.safetensors")]) == 0
+    c, _ = load_weights(tmp_path / "cli.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_sigterm_stops_with_a_checkpoint_and_weights(tmp_path, clip_dir):
