@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ["CAMERA_LEVELS", "CODECS", "DEGRADATIONS", "CameraLevel", "Degradation", "camera_noise", "degradation_grid",
-           "compress", "degrade", "effective_level", "shot_to_read"]
+           "compress", "degrade", "effective_level", "parse_degradation", "shot_to_read"]
 
 DEGRADATIONS = ("gaussian", "camera", "compressed", "camera+compressed")
 CODECS = ("x264", "x265", "jpeg")
@@ -265,6 +265,35 @@ class Degradation:
         if "compressed" in self.kind:
             parts += [self.codec, f"{'q' if self.codec == 'jpeg' else 'crf'}{self.quality}"]
         return " ".join(parts)
+
+
+def parse_degradation(label: str) -> Degradation:
+    """The :class:`Degradation` a table label names (the inverse of :attr:`Degradation.label`);
+    a label that names none is a ValueError quoting it.
+
+    >>> parse_degradation("compressed s15 x264 crf23") == Degradation("compressed", sigma=15, codec="x264", quality=23)
+    True
+    >>> parse_degradation("camera+compressed iso800 jpeg q70").label
+    'camera+compressed iso800 jpeg q70'
+    """
+    words = label.split()
+    try:
+        kind, source, rest = words[0], words[1], words[2:]
+        fields: dict = {"iso": source} if "camera" in kind else {"sigma": float(source.removeprefix("s"))}
+        if "camera" not in kind and not source.startswith("s"):
+            raise ValueError("the noise source must be s<sigma>")
+        if "compressed" in kind:
+            codec, quality = rest
+            prefix = "q" if codec == "jpeg" else "crf"
+            if not quality.startswith(prefix):
+                raise ValueError(f"the quality must be {prefix}<value>")
+            fields.update(codec=codec, quality=int(quality.removeprefix(prefix)))
+        elif rest:
+            raise ValueError("extra words")
+        return Degradation(kind, **fields)
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"degradation {label!r} is not one (say 'gaussian s15', 'camera iso3200', "
+                         f"'compressed s15 x264 crf23', 'camera+compressed iso800 jpeg q70'): {exc}") from None
 
 
 def degrade(clean: torch.Tensor, spec: Degradation, seed: int = 0) -> torch.Tensor:

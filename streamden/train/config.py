@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import AlignConfig
+from ..errors import ConfigError
 
 
 @dataclass
@@ -105,6 +106,9 @@ class TrainConfig:
     val_frames: int = 3                # output frames per val clip
     val_crop: int = 256
     val_sigma: float = 30.0
+    val_degradations: list[str] = field(default_factory=list)  # realistic validation instead of Gaussian
+                                       # val_sigma: labels such as "compressed s15 x264 crf23", "camera
+                                       # iso3200" (streamden eval's), the map at the blind estimate
     checkpoint_every: int = 250
     ema: float = 0.0                   # >0: decay of an exponential moving average of the weights (and
                                        # BatchNorm statistics); validation and exported weights use it
@@ -117,3 +121,12 @@ class TrainConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     align: AlignConfig = field(default_factory=AlignConfig)   # mode flow: neighbours warped onto the centre, as at inference
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        from ..noise.degrade import parse_degradation
+
+        for label in self.val_degradations:
+            try:
+                parse_degradation(label)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'val_degradations': {exc}") from None

@@ -184,12 +184,16 @@ class FrameBank:
     @classmethod
     def load(cls, data_cfg, min_size: int = 0, min_frames: int = 5) -> "FrameBank":
         """Decode every source of a DataConfig; clips shorter than ``min_frames`` or smaller than
-        ``min_size`` and stills smaller than ``min_size`` are dropped.
+        ``min_size`` and stills smaller than ``min_size`` are dropped, and so is every clip of
+        ``val_videos`` (a clip held out from a training folder for validation).
 
         >>> FrameBank.load(DataConfig(videos=["../shared/data/train/videos"]))  # doctest: +SKIP
         """
         clips, names, stills = [], [], []
+        held_out = {p.resolve() for p in find_clips(data_cfg.val_videos)}
         for path in find_clips(data_cfg.videos):
+            if path.resolve() in held_out:
+                continue
             clip = read_clip(path, data_cfg.max_long_side, data_cfg.max_frames_per_clip)
             if clip.shape[0] >= min_frames and min(clip.shape[-2:]) >= min_size:
                 clips.append(clip)

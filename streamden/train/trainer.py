@@ -24,7 +24,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -172,18 +172,19 @@ class _StopFlag:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, val_set: list[tuple[torch.Tensor, torch.Tensor]], sigma: float,
+def validate(model: torch.nn.Module, val_set: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
              device: torch.device) -> float:
-    """Mean PSNR (dB) over held-out windows: ``val_set`` holds (noisy windows, clean centres).
+    """Mean PSNR (dB) over held-out windows: ``val_set`` holds (noisy windows, the noise level of
+    each window (0-255), clean centres), from :func:`make_val_set`.
 
-    >>> validate(model, make_val_set(clips, 30.0), 30.0, torch.device("cpu"))  # doctest: +SKIP
+    >>> validate(model, make_val_set(clips, 30.0, 3), torch.device("cpu"))  # doctest: +SKIP
     31.2
     """
     was_training = model.training
     model.eval()
     scores = []
-    for windows, targets in val_set:
-        nmap = torch.full((windows.shape[0], 1, *windows.shape[-2:]), sigma / 255.0, device=device)
+    for windows, levels, targets in val_set:
+        nmap = (levels / 255.0).reshape(-1, 1, 1, 1).expand(-1, 1, *windows.shape[-2:]).to(device)
         out = model(windows.to(device), nmap).clamp(0, 1).cpu()
         scores.append(float(psnr(out, targets)))
     model.train(was_training)
@@ -191,24 +192,43 @@ def validate(model: torch.nn.Module, val_set: list[tuple[torch.Tensor, torch.Ten
 
 
 def make_val_set(clips: list[tuple[str, torch.Tensor]], sigma: float, frames: int, window: int = 5,
-                 seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed noisy windows (8-bit, seeded) and clean centre frames for ``frames`` outputs per clip.
+                 seed: int = 1234, degradations: Sequence[str] = ()
+                 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Fixed noisy windows (8-bit, seeded), their noise levels and clean centre frames for
+    ``frames`` outputs per clip: Gaussian noise of ``sigma`` at that level, or, per label of
+    ``degradations`` (``streamden eval``'s, e.g. ``"compressed s15 x264 crf23"``), the clip
+    degraded so, each window at the blind estimate of its centre frame (what ``--sigma auto``
+    gives the network; the effective level where the estimate finds nothing).
 
     >>> vs = make_val_set([("c", torch.zeros(7, 3, 16, 16, dtype=torch.uint8))], 30.0, 3)
-    >>> vs[0][0].shape, vs[0][1].shape
-    (torch.Size([3, 5, 3, 16, 16]), torch.Size([3, 3, 16, 16]))
+    >>> [t.shape for t in vs[0]]
+    [torch.Size([3, 5, 3, 16, 16]), torch.Size([3]), torch.Size([3, 3, 16, 16])]
     """
+    from ..noise.degrade import degrade, effective_level, parse_degradation
+    from ..noise.estimate import estimate_level
+
     gen = torch.Generator().manual_seed(seed)
+    specs = [parse_degradation(label) for label in degradations]
     out = []
     half = window // 2
-    for _, clip in clips:
+    for index, (_, clip) in enumerate(clips):
         clean = clip.float() / 255.0
         n_out = min(frames, clean.shape[0] - window + 1)
         if n_out <= 0:
             continue
-        noisy = noisy_8bit(clean[: n_out + window - 1], sigma, gen)
-        windows = torch.stack([noisy[i:i + window] for i in range(n_out)])
-        out.append((windows, clean[half:half + n_out]))
+        clean = clean[: n_out + window - 1]
+        targets = clean[half:half + n_out]
+        if not specs:
+            noisy = noisy_8bit(clean, sigma, gen)
+            windows = torch.stack([noisy[i:i + window] for i in range(n_out)])
+            out.append((windows, torch.full((n_out,), float(sigma)), targets))
+            continue
+        for k, spec in enumerate(specs):
+            noisy = degrade(clean, spec, seed=seed + 1000 * index + k)
+            levels = [estimate_level(noisy[half + i]) for i in range(n_out)]
+            levels = [effective_level(noisy[half + i], targets[i]) if lv is None else lv for i, lv in enumerate(levels)]
+            windows = torch.stack([noisy[i:i + window] for i in range(n_out)])
+            out.append((windows, torch.tensor(levels, dtype=torch.float32), targets))
     return out
 
 
@@ -296,6 +316,7 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "git_commit": git_commit(),
         "val_psnr": round(val_psnr, 3) if math.isfinite(val_psnr) else None,
         "val_sigma": cfg.val_sigma,
+        "val_noise": ", ".join(cfg.val_degradations) or f"gaussian s{cfg.val_sigma:g}",
         "align": cfg.align.mode,
         "val_data": ", ".join(cfg.data.val_videos),
         "input_range": "[0, 1] RGB, noise map sigma/255",
@@ -356,11 +377,13 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     sampler = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed)
     val_clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
                                cfg.data.max_long_side) if cfg.data.val_videos else []
-    val_set = make_val_set(val_clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames)
+    val_set = make_val_set(val_clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames,
+                           degradations=cfg.val_degradations)
     aligner = make_aligner(cfg.align, torch.device("cpu"))
     if aligner is not None:  # flows on the noisy frames, as at inference
-        val_set = [(align_windows(windows, aligner), targets) for windows, targets in val_set]
-    log(f"data: {bank.describe()}; val: {len(val_set)} clips; loaded in {time.time() - t_load:.1f}s")
+        val_set = [(align_windows(windows, aligner), levels, targets) for windows, levels, targets in val_set]
+    val_noise = ", ".join(cfg.val_degradations) or f"gaussian s{cfg.val_sigma:g}"
+    log(f"data: {bank.describe()}; val: {len(val_clips)} clips ({val_noise}); loaded in {time.time() - t_load:.1f}s")
 
     model = build_model(cfg.architecture).to(device)
     if cfg.init:
@@ -439,7 +462,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
             val_due = bool(val_set) and cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.steps)
             if val_due:
-                last_val = validate(averaged(), val_set, cfg.val_sigma, device)
+                last_val = validate(averaged(), val_set, device)
                 if last_val > best_val:
                     best_val = last_val
                     save_weights(averaged(), work / "best.safetensors",
@@ -469,7 +492,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         final = copy.deepcopy(final)
         recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
         recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, aligner)
-    final_val = validate(final, val_set, cfg.val_sigma, device) if val_set else math.nan
+    final_val = validate(final, val_set, device) if val_set else math.nan
     out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
     save_weights(final, out_path, _metadata(cfg, device, step, seconds, final_val, sampler))
     recal_note = f", BatchNorm recalibrated on {cfg.bn_recalibrate} batches" if cfg.bn_recalibrate > 0 else ""

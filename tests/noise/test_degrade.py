@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from streamden.noise.degrade import (CAMERA_LEVELS, CameraLevel, Degradation, camera_noise, compress, degradation_grid,
-                                     degrade, effective_level)
+                                     degrade, effective_level, parse_degradation)
 from tests.train import textured
 
 
@@ -76,6 +76,17 @@ def test_degradation_labels_and_errors():
         degradation_grid(["compressed"], crfs=[60])
     with pytest.raises(ValueError, match="unknown camera level"):
         Degradation("camera", iso="iso1")
+
+
+def test_every_label_parses_back_to_its_degradation():
+    grid = degradation_grid(["gaussian", "camera", "compressed", "camera+compressed"], sigmas=[10, 12.5],
+                            codecs=["x264", "x265", "jpeg"])
+    assert [parse_degradation(d.label) for d in grid] == grid
+    for bad, why in [("compressed s15 x264", "compressed s15 x264"), ("camera iso9", "unknown camera level"),
+                     ("compressed s15 x264 q23", "crf<value>"), ("gaussian 15", "s<sigma>"),
+                     ("gaussian s15 x264", "extra words"), ("", "is not one")]:
+        with pytest.raises(ValueError, match=why):
+            parse_degradation(bad)
 
 
 def test_x265_takes_frames_smaller_than_its_coding_tree_unit():

@@ -26,11 +26,15 @@ def tiny_bank(frames: int = 8, size: int = 48, stills: int = 1) -> FrameBank:
 
 
 def tiny_config(tmp_path, clip_dir, **kw) -> TrainConfig:
-    """A TrainConfig for a few fast CPU steps on ``clip_dir`` (patch 32, batch 4)."""
+    """A TrainConfig for a few fast CPU steps on ``clip_dir`` (patch 32, batch 4), validated on a
+    second clip written under ``tmp_path`` (a validation clip is never trained on)."""
+    from tests.media import make_image_sequence
+
+    val_dir = make_image_sequence(tmp_path / "val" / "v", frames=7, size=(40, 40), pattern="moving")
     cfg = TrainConfig(
         work_dir=str(tmp_path / "run"), device="cpu", threads=1, batch=4, steps=30, cpu_bf16=False,
         log_every=5, val_every=10, val_frames=1, val_crop=32, checkpoint_every=10,
-        data=DataConfig(videos=[str(clip_dir)], stills=[], val_videos=[str(clip_dir)], patch=32, still_fraction=0.0),
+        data=DataConfig(videos=[str(clip_dir)], stills=[], val_videos=[str(val_dir)], patch=32, still_fraction=0.0),
         motion=MotionConfig(),
     )
     for k, v in kw.items():

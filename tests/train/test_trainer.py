@@ -138,3 +138,43 @@ def test_batchnorm_recalibration_is_a_seeded_plain_average():
         assert not model.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 2
         stats.append(bn.running_var.clone())
     assert torch.equal(stats[0], stats[1]) and not torch.allclose(stats[0], torch.ones_like(stats[0]))
+
+
+def test_realistic_validation_feeds_the_blind_estimate(tmp_path):
+    # val_degradations: checkpoints are chosen on the noise users have, at the level `--sigma
+    # auto` would give the network, not on Gaussian noise at a known sigma.
+    from streamden.noise.degrade import effective_level
+    from streamden.train.trainer import make_val_set
+    from tests.train import textured
+
+    base = torch.from_numpy(textured(64, 72, seed=3))
+    clip = (torch.stack([base[:, :, t:t + 64] for t in range(7)]) * 255).round().to(torch.uint8)
+    labels = ["compressed s15 x264 crf23", "camera iso3200"]
+    val = make_val_set([("c", clip)], 30.0, 3, degradations=labels)
+    again = make_val_set([("c", clip)], 30.0, 3, degradations=labels)
+    assert len(val) == 2 and all(torch.equal(a, b) for x, y in zip(val, again) for a, b in zip(x, y))
+    for (windows, levels, targets), label in zip(val, labels):
+        assert windows.shape == (3, 5, 3, 64, 64) and levels.shape == (3,) and targets.shape == (3, 3, 64, 64)
+        assert torch.equal(windows[1, 1], windows[0, 2])          # consecutive windows of one degraded clip
+        effective = effective_level(windows[:, 2], targets)
+        assert 0.6 * effective < float(levels.mean()) < 1.5 * effective, (label, levels, effective)
+    gaussian = make_val_set([("c", clip)], 30.0, 3)
+    assert len(gaussian) == 1 and gaussian[0][1].tolist() == [30.0] * 3
+
+
+def test_validation_clips_are_held_out_and_labels_checked(tmp_path, clip_dir):
+    from streamden.train.data import FrameBank
+
+    other = make_image_sequence(tmp_path / "train" / "d", frames=7, size=(40, 40))
+    cfg = tiny_config(tmp_path, clip_dir, steps=2, val_every=2, log_every=1, checkpoint_every=0,
+                      val_degradations=["compressed s15 x264 crf23"])
+    cfg.data.videos = [str(clip_dir), str(other.parent)]
+    cfg.data.val_videos = [str(other)]
+    bank = FrameBank.load(cfg.data, min_size=32)
+    assert len(bank.clips) == 1 and bank.names == [str(clip_dir)]
+    lines = []
+    out = train(cfg, log=lines.append)
+    assert any("val: 1 clips (compressed s15 x264 crf23)" in line for line in lines)
+    assert read_metadata(out)["val_noise"] == "compressed s15 x264 crf23"
+    with pytest.raises(ConfigError, match="val_degradations.*camera iso9"):
+        load_config(TrainConfig, "configs/train/fastdvdnet.yaml", ["val_degradations=[camera iso9]"])
