@@ -35,6 +35,9 @@ class DataConfig:
     channel_shuffle: bool = False      # random RGB permutation per sample (exact for per-channel i.i.d. noise)
     colour: float = 0.0                # share of samples given strong colours: chroma x1-3, a colour cast, no clipping
                                        # (data.colour_cast), before the noise
+    colour_gain: float = 2.0           # colour: each channel's gain is log-uniform in [1 / colour_gain, colour_gain]
+    colour_target: float = 0.0         # share of the colour samples brought to a random mean colour instead
+                                       # (deep colours: one channel near 0, another near 1; data.colour_cast)
 
 
 @dataclass

@@ -30,19 +30,24 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".mpg", ".mpeg", ".ts"}
 
 # The ``colour`` augmentation: chroma scaled around luma by a factor in this range, then each
-# channel by a gain log-uniform in [1 / COLOUR_GAIN, COLOUR_GAIN]. Our footage has almost no
+# channel by a gain log-uniform in [1 / data.colour_gain, data.colour_gain]. Our footage has almost no
 # strongly coloured areas (under 1 % of pixels with one channel below 30 and another 150 above
 # it), while an aquarium, a stage or a neon sign is mostly that. A channel pushed out of
 # [0, 1] is rescaled into it, not clipped: clipping would add flat areas at 0 and 1, and a
 # network trained on many of those learns to pull every dark or bright value to the bound.
 COLOUR_SATURATION = (1.0, 3.0)
-COLOUR_GAIN = 2.0
+COLOUR_TARGET = (0.03, 0.95)    # data.colour_target: each channel's mean drawn uniform in this range
 
 
-def colour_cast(clip: torch.Tensor, saturation: float, gains: torch.Tensor) -> torch.Tensor:
+def colour_cast(clip: torch.Tensor, saturation: float, gains: torch.Tensor | None = None,
+                target: torch.Tensor | None = None) -> torch.Tensor:
     """``(T, 3, H, W)`` frames in [0, 1] with their chroma scaled by ``saturation`` around the
     luma, then each channel multiplied by its gain (``gains``, 3 values); a channel that leaves
     [0, 1] is mapped back linearly (its values over the whole clip), so nothing is clipped.
+    With ``target`` (3 means in [0, 1]) instead of gains, each channel is moved to its target
+    mean over the clip, its deviations from the mean scaled down where they would leave [0, 1]:
+    a deep colour such as an aquarium's (13, 84, 226), with its dark channel nearly flat, which
+    gains drawn around 1 rarely reach.
 
     >>> grey = torch.full((1, 3, 2, 2), 0.5)
     >>> colour_cast(grey, 3.0, torch.tensor([1.0, 1.0, 1.0])).equal(grey)
@@ -50,9 +55,19 @@ def colour_cast(clip: torch.Tensor, saturation: float, gains: torch.Tensor) -> t
     >>> ramp = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
     >>> colour_cast(ramp, 1.0, torch.tensor([0.5, 1.0, 2.0]))[0, :, 0, 1].tolist()
     [0.125, 0.25, 0.25]
+    >>> [round(v, 3) for v in colour_cast(ramp, 1.0, target=torch.tensor([0.05, 0.33, 0.6])).mean((0, 2, 3)).tolist()]
+    [0.05, 0.33, 0.6]
     """
     luma = rgb_to_luma_torch(clip)
-    out = (luma + saturation * (clip - luma)) * gains.view(1, 3, 1, 1)
+    out = luma + saturation * (clip - luma)
+    if target is not None:
+        mean = out.mean(dim=(0, 2, 3), keepdim=True)
+        target = target.to(out.dtype).view(1, 3, 1, 1)
+        below = (mean - out.amin(dim=(0, 2, 3), keepdim=True)).clamp_min(1e-6)
+        above = (out.amax(dim=(0, 2, 3), keepdim=True) - mean).clamp_min(1e-6)
+        scale = torch.minimum(torch.ones_like(mean), torch.minimum(target / below, (1 - target) / above))
+        return (target + (out - mean) * scale).clamp(0.0, 1.0)   # the clamp only removes rounding
+    out = out * gains.view(1, 3, 1, 1)
     low = out.amin(dim=(0, 2, 3), keepdim=True).clamp(max=0.0)
     high = out.amax(dim=(0, 2, 3), keepdim=True).clamp(min=1.0)
     return (out - low) / (high - low)
@@ -275,8 +290,12 @@ class PatchSampler:
         if self.cfg.colour > 0 and float(torch.rand(1, generator=self.generator)) < self.cfg.colour:
             low, high = COLOUR_SATURATION
             saturation = low + (high - low) * float(torch.rand(1, generator=self.generator))
-            gains = COLOUR_GAIN ** (2 * torch.rand(3, generator=self.generator) - 1)
-            clip = colour_cast(clip, saturation, gains)
+            gains = self.cfg.colour_gain ** (2 * torch.rand(3, generator=self.generator) - 1)
+            if self.cfg.colour_target > 0 and float(torch.rand(1, generator=self.generator)) < self.cfg.colour_target:
+                low, high = COLOUR_TARGET
+                clip = colour_cast(clip, saturation, target=low + (high - low) * torch.rand(3, generator=self.generator))
+            else:
+                clip = colour_cast(clip, saturation, gains)
         return clip
 
     def sample(self, batch: int) -> torch.Tensor:

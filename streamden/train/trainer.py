@@ -303,7 +303,8 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "sigma_range": [noise.sigma_min, noise.sigma_max],
         "sigma_sampling": noise.sigma_sampling,
         "augment": (f"flips {cfg.data.flips}, rot90 {cfg.data.rot90}, reverse {cfg.data.reverse}, "
-                    f"invert {cfg.data.invert}, channel_shuffle {cfg.data.channel_shuffle}, colour {cfg.data.colour}"),
+                    f"invert {cfg.data.invert}, channel_shuffle {cfg.data.channel_shuffle}, colour {cfg.data.colour} "
+                    f"(gain {cfg.data.colour_gain:g}, target {cfg.data.colour_target:g})"),
         "noise_clip": noise.clip,
         "steps": step,
         "patch": cfg.data.patch,

@@ -68,6 +68,23 @@ def test_colour_cast_saturates_without_clipping():
     assert float(means[2] - means[0]) > 0.3 > float((clip.mean(dim=(0, 2, 3))).std())
 
 
+def test_colour_target_reaches_deep_colours_without_clipping():
+    # data.colour_target: an aquarium's (13, 84, 226) is out of reach of gains drawn around 1
+    # on a greyish scene; the target mode moves each channel's mean there, its texture scaled
+    # down (never clipped) where it would leave [0, 1].
+    rng = np.random.default_rng(2)
+    clip = torch.from_numpy(rng.uniform(0.1, 0.9, (5, 1, 16, 16)) + rng.uniform(-0.05, 0.05, (5, 3, 16, 16))).float()
+    target = torch.tensor([13.0, 84.0, 226.0]) / 255
+    out = colour_cast(clip, 1.5, target=target)
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), target, atol=1e-4)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    luma = 0.299 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2]
+    for c in range(3):
+        saturated = (luma + 1.5 * (clip[:, c] - luma)).flatten()
+        assert float(torch.corrcoef(torch.stack([saturated, out[:, c].flatten()]))[0, 1]) > 0.99999
+    assert float(out[:, 0].std()) < 0.5 * float(out[:, 1].std())   # the dark channel squeezed, not cut
+
+
 def test_colour_share_is_seeded_and_off_by_default():
     bank = tiny_bank()
     plain = PatchSampler(bank, DataConfig(patch=32), MotionConfig(), seed=5).sample(8)
@@ -77,6 +94,8 @@ def test_colour_share_is_seeded_and_off_by_default():
     a, b = (PatchSampler(bank, cfg, MotionConfig(), seed=5).sample(8) for _ in range(2))
     assert torch.equal(a, b) and not torch.equal(a, plain)
     assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    deep = PatchSampler(bank, DataConfig(patch=32, colour=1.0, colour_target=1.0), MotionConfig(), seed=5).sample(8)
+    assert not torch.equal(deep, a) and 0.0 <= float(deep.min()) and float(deep.max()) <= 1.0
 
 
 def test_stills_only_sampler_gives_moving_clips():
