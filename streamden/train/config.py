@@ -125,6 +125,16 @@ class TrainConfig:
     align: AlignConfig = field(default_factory=AlignConfig)   # mode flow: neighbours warped onto the centre, as at inference
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    @property
+    def val_noise(self) -> str:
+        """What validation adds to its clips, in words: the labels of ``val_degradations``, or
+        ``gaussian s<val_sigma>``.
+
+        >>> TrainConfig(val_sigma=15).val_noise, TrainConfig(val_degradations=["camera iso800"]).val_noise
+        ('gaussian s15', 'camera iso800')
+        """
+        return ", ".join(self.val_degradations) or f"gaussian s{self.val_sigma:g}"
+
     def __post_init__(self) -> None:
         from ..noise.degrade import parse_degradation
 

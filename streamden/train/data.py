@@ -58,6 +58,8 @@ def colour_cast(clip: torch.Tensor, saturation: float, gains: torch.Tensor | Non
     >>> [round(v, 3) for v in colour_cast(ramp, 1.0, target=torch.tensor([0.05, 0.33, 0.6])).mean((0, 2, 3)).tolist()]
     [0.05, 0.33, 0.6]
     """
+    if (gains is None) == (target is None):
+        raise ValueError("colour_cast: give either gains or target")
     luma = rgb_to_luma_torch(clip)
     out = luma + saturation * (clip - luma)
     if target is not None:
@@ -290,6 +292,7 @@ class PatchSampler:
         if self.cfg.colour > 0 and float(torch.rand(1, generator=self.generator)) < self.cfg.colour:
             low, high = COLOUR_SATURATION
             saturation = low + (high - low) * float(torch.rand(1, generator=self.generator))
+            # gains are drawn in both modes: the ablation of colour_target ran with this draw order
             gains = self.cfg.colour_gain ** (2 * torch.rand(3, generator=self.generator) - 1)
             if self.cfg.colour_target > 0 and float(torch.rand(1, generator=self.generator)) < self.cfg.colour_target:
                 low, high = COLOUR_TARGET

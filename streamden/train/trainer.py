@@ -317,7 +317,7 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
         "git_commit": git_commit(),
         "val_psnr": round(val_psnr, 3) if math.isfinite(val_psnr) else None,
         "val_sigma": cfg.val_sigma,
-        "val_noise": ", ".join(cfg.val_degradations) or f"gaussian s{cfg.val_sigma:g}",
+        "val_noise": cfg.val_noise,
         "align": cfg.align.mode,
         "val_data": ", ".join(cfg.data.val_videos),
         "input_range": "[0, 1] RGB, noise map sigma/255",
@@ -383,8 +383,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     aligner = make_aligner(cfg.align, torch.device("cpu"))
     if aligner is not None:  # flows on the noisy frames, as at inference
         val_set = [(align_windows(windows, aligner), levels, targets) for windows, levels, targets in val_set]
-    val_noise = ", ".join(cfg.val_degradations) or f"gaussian s{cfg.val_sigma:g}"
-    log(f"data: {bank.describe()}; val: {len(val_clips)} clips ({val_noise}); loaded in {time.time() - t_load:.1f}s")
+    log(f"data: {bank.describe()}; val: {len(val_clips)} clips ({cfg.val_noise}); loaded in {time.time() - t_load:.1f}s")
 
     model = build_model(cfg.architecture).to(device)
     if cfg.init:
