@@ -87,6 +87,8 @@ class OptimConfig:
     grad_clip: float = 1.0             # max global grad norm, 0 disables
     loss: str = "mse_mean"             # mse_mean | mse_sum (sum over the batch / 2, as FastDVDnet) |
                                        # mse_rel (each sample's MSE / its noise level squared)
+    dc_weight: float = 0.0             # > 0: adds this many times the MSE of dc_block-pixel block means
+    dc_block: int = 16                 #   (a colour shift over flat areas), weighed as `loss` says
 
 
 @dataclass

@@ -7,7 +7,7 @@ from streamden.config import load_config
 from streamden.errors import ConfigError
 from streamden.models.weights import load_weights, read_metadata
 from streamden.train.config import OptimConfig, TrainConfig
-from streamden.train.trainer import export_checkpoint, lr_at, recalibrate_batchnorm, train
+from streamden.train.trainer import export_checkpoint, loss_fn, lr_at, recalibrate_batchnorm, train
 from tests.media import make_image_sequence
 from tests.train import tiny_config
 
@@ -35,6 +35,20 @@ def test_lr_schedule_is_a_function_of_the_step():
     cfg = OptimConfig(lr=1e-3, milestones=[10, 20], gamma=0.1)
     assert lr_at(0, cfg) == 1e-3 and lr_at(9, cfg) == 1e-3
     assert abs(lr_at(10, cfg) - 1e-4) < 1e-12 and abs(lr_at(25, cfg) - 1e-5) < 1e-12
+
+
+def test_block_mean_term_weighs_a_colour_shift_not_zero_mean_noise():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, generator=g)
+    shifted = target + 0.02                                        # the same error energy ...
+    checker = (torch.arange(32).view(1, -1) + torch.arange(32).view(-1, 1)) % 2 * 0.04 - 0.02
+    speckled = target + checker                                    # ... zero mean in every block
+    level = torch.tensor([10 / 255, 20 / 255])
+    for kind in ("mse_mean", "mse_sum", "mse_rel"):
+        plain = [loss_fn(x, target, kind, level) for x in (shifted, speckled)]
+        assert torch.allclose(plain[0], plain[1])
+        weighted = [loss_fn(x, target, kind, level, dc_weight=4.0, dc_block=8) for x in (shifted, speckled)]
+        assert torch.allclose(weighted[0], 5 * plain[0]) and torch.allclose(weighted[1], plain[1])
 
 
 def test_shipped_config_loads():
