@@ -13,12 +13,11 @@ import argparse
 import numpy as np
 import torch
 
-from streamden.align import align_windows, make_aligner
+from streamden.align import make_aligner
 from streamden.config import load_config
 from streamden.models.registry import load_model
 from streamden.train.config import TrainConfig
-from streamden.train.data import load_val_clips
-from streamden.train.trainer import make_val_set, validate
+from streamden.train.trainer import load_val_set, validate
 
 
 def main() -> None:
@@ -29,13 +28,8 @@ def main() -> None:
     cfg = load_config(TrainConfig, args.config, [])
     if not cfg.data.val_videos or not cfg.val_degradations:
         parser.error(f"{args.config}: needs data.val_videos and val_degradations")
-    clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
-                           cfg.data.max_long_side)
     specs = cfg.val_degradations
-    val_set = make_val_set(clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames, degradations=specs)
-    aligner = make_aligner(cfg.align, torch.device("cpu"))
-    if aligner is not None:
-        val_set = [(align_windows(w, aligner), levels, targets) for w, levels, targets in val_set]
+    val_set, _ = load_val_set(cfg, make_aligner(cfg.align, torch.device("cpu")))
     print("| weights | " + " | ".join(specs) + " | mean |")
     print("|---" * (len(specs) + 2) + "|")
     for name in args.weights:

@@ -242,6 +242,21 @@ def make_val_set(clips: list[tuple[str, torch.Tensor]], sigma: float, frames: in
     return out
 
 
+def load_val_set(cfg: TrainConfig, aligner=None) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], int]:
+    """The held-out validation of a train config (:func:`make_val_set` on ``data.val_videos``),
+    its windows aligned by ``aligner`` when given (flows on the noisy frames, as at inference),
+    and the number of clips read. Without ``data.val_videos``: no windows.
+
+    >>> val_set, clips = load_val_set(cfg, make_aligner(cfg.align, torch.device("cpu")))  # doctest: +SKIP
+    """
+    clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
+                           cfg.data.max_long_side) if cfg.data.val_videos else []
+    val_set = make_val_set(clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames, degradations=cfg.val_degradations)
+    if aligner is not None:
+        val_set = [(align_windows(windows, aligner), levels, targets) for windows, levels, targets in val_set]
+    return val_set, len(clips)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, sampler: PatchSampler, noise_cfg, batches: int, batch: int,
                           device: torch.device, seed: int = 0, aligner=None) -> torch.nn.Module:
@@ -387,14 +402,9 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     t_load = time.time()
     bank = FrameBank.load(cfg.data, min_size=cfg.data.patch, min_frames=cfg.data.frames)
     sampler = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed)
-    val_clips = load_val_clips(cfg.data.val_videos, cfg.val_frames + cfg.data.frames - 1, cfg.val_crop,
-                               cfg.data.max_long_side) if cfg.data.val_videos else []
-    val_set = make_val_set(val_clips, cfg.val_sigma, cfg.val_frames, cfg.data.frames,
-                           degradations=cfg.val_degradations)
     aligner = make_aligner(cfg.align, torch.device("cpu"))
-    if aligner is not None:  # flows on the noisy frames, as at inference
-        val_set = [(align_windows(windows, aligner), levels, targets) for windows, levels, targets in val_set]
-    log(f"data: {bank.describe()}; val: {len(val_clips)} clips ({cfg.val_noise}); loaded in {time.time() - t_load:.1f}s")
+    val_set, val_clip_count = load_val_set(cfg, aligner)
+    log(f"data: {bank.describe()}; val: {val_clip_count} clips ({cfg.val_noise}); loaded in {time.time() - t_load:.1f}s")
 
     model = build_model(cfg.architecture).to(device)
     if cfg.init:
