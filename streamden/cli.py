@@ -656,6 +656,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cbm3d", action="store_true", help="skip the (slowest) CBM3D baseline of the eval extra")
     p.add_argument("--align", choices=["auto", "none", "flow"], default="auto",
                    help="motion alignment of the model's windows (default auto: what the model was trained with)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="the network's self-ensemble: 1, 2, 4 or 8 flipped/rotated passes averaged (model.ensemble)")
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--csv", help="write the table as CSV")
     p.set_defaults(run=_run_eval)
@@ -688,7 +690,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         baselines += ("single",)
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
-                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations)
+                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations, ensemble=args.ensemble)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)

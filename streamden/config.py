@@ -44,10 +44,14 @@ class ModelConfig:
     batch: int = 1                       # output frames per network call (adds batch - 1 frames of latency)
     tile: int = 0                        # run the network on tiles of this size (0 = whole frames; CUDA OOM tiles anyway)
     tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
+    ensemble: int = 1                    # 1, 2, 4 or 8 flipped/rotated passes averaged: better, that many times slower
 
     def __post_init__(self) -> None:
+        from .models.ensemble import check_ensemble
+
         if self.backend not in BACKENDS:
             raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check_ensemble(self.ensemble)
         _check_at_least("model.tile", self.tile, 0)
         _check_at_least("model.tile_overlap", self.tile_overlap, 0)
 
@@ -384,6 +388,7 @@ OPTION_KEYS = {
     "max_corrupt_fraction": "input.max_corrupt_fraction",
     "hwaccel": "input.hwaccel",
     "tile": "model.tile",
+    "ensemble": "model.ensemble",
     "segment_frames": "job.segment_frames",
     "adapt": "adapt.enabled",
     "adapt_seconds": "adapt.seconds",

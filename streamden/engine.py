@@ -46,6 +46,7 @@ from torch import nn
 from .align import make_aligner
 from .errors import ConfigError
 from .models.accel import InferenceOptions, NetworkRunner
+from .models.ensemble import with_ensemble
 from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.registry import load_model, model_alignment
 from .models.streaming import HALF, StreamingDenoiser
@@ -85,8 +86,7 @@ class Engine:
             network = ort_network(config.model.name, self.device, self.options.precision, model=model,
                                   allow_untrained=allow_untrained)
             self.model_align = "none" if model is not None else model_alignment(config.model.name)
-            self.runner = OrtRunner(maybe_tiled(network, config.model.tile, config.model.tile_overlap, self.device),
-                                    self.options)
+            self.runner = OrtRunner(self._wrapped(network), self.options)
         elif model is None:
             model = load_model(config.model.name, device=self.device, allow_untrained=allow_untrained)
             self.model_align = model_alignment(config.model.name)
@@ -108,8 +108,12 @@ class Engine:
         True
         """
         self.model = model             # as loaded: BatchNorm not folded (adaptation trains it)
-        network = maybe_tiled(model, self.config.model.tile, self.config.model.tile_overlap, self.device)
-        self.runner = NetworkRunner(network, self.device, self.options)   # a prepared copy of the network
+        self.runner = NetworkRunner(self._wrapped(model), self.device, self.options)   # a prepared copy
+
+    def _wrapped(self, network):
+        """``network`` as ``model.ensemble`` and ``model.tile`` run it (each tile an ensemble)."""
+        model = self.config.model
+        return maybe_tiled(with_ensemble(network, model.ensemble), model.tile, model.tile_overlap, self.device)
 
     def adapt(self, clips: list, seconds: float = 0.0, progress=None, material=None):
         """Fine-tune the network on noisy footage, no clean data (:func:`streamden.train.adapt.adapt_model`,
@@ -159,8 +163,8 @@ class Engine:
 
     def multiply_adds_per_frame(self, lookahead: int) -> float | None:
         """Multiply-adds per pixel of one streamed output frame at ``lookahead``, counted on the
-        network (:func:`~streamden.models.cost.multiply_adds_per_pixel`); None on the
-        onnxruntime backend (no torch network to count).
+        network (:func:`~streamden.models.cost.multiply_adds_per_pixel`, times ``model.ensemble``);
+        None on the onnxruntime backend (no torch network to count).
 
         >>> from streamden.config import make_config
         >>> round(Engine(make_config(None, model="lite", device="cpu")).multiply_adds_per_frame(1))
@@ -171,7 +175,8 @@ class Engine:
         if self._macs_per_block is None:
             from .models.cost import multiply_adds_per_pixel
 
-            self._macs_per_block = multiply_adds_per_pixel(self.model) / self.blocks_per_frame(2)
+            self._macs_per_block = (multiply_adds_per_pixel(self.model) * self.config.model.ensemble
+                                    / self.blocks_per_frame(2))
         return self._macs_per_block * self.blocks_per_frame(lookahead)
 
     @property

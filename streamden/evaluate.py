@@ -327,7 +327,8 @@ def score(clean: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
 def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | None = None, frames: int | None = None,
              crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto", align: str = "auto",
              baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
-             log: Callable[[str], None] = print, degradations: Sequence[Degradation] | None = None) -> EvalResult:
+             log: Callable[[str], None] = print, degradations: Sequence[Degradation] | None = None,
+             ensemble: int = 1) -> EvalResult:
     """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
 
     ``clean_dirs`` are clips (frame folders or video files) or folders of clips; ``frames``
@@ -337,6 +338,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     bf16 on a CPU with native bf16), aligned as the model card says (``align`` auto) or as
     ``align`` forces: what users get. ``degradations`` replace the Gaussian ``sigmas`` by
     realistic degradations, each method at its best strength (see the module docstring).
+    ``ensemble`` is ``model.ensemble``: the network's passes on flipped and rotated windows.
 
     >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
     >>> r.methods                                                              # doctest: +SKIP
@@ -364,7 +366,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     # runs, "model" and "fixed" alike: the gate compares auto with the same network's best) the
     # auto model (noise.auto_model); --model names one for both.
     job_sigma = "auto" if degradations else sigmas[0]
-    engine = Engine(make_config(None, model=model, sigma=job_sigma, device=device, precision=precision, align=align))
+    engine = Engine(make_config(None, model=model, sigma=job_sigma, device=device, precision=precision, align=align,
+                                ensemble=ensemble))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
@@ -373,6 +376,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
         "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
         "network": engine.config.model.name,
         "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision, "align": align,
+        "ensemble": ensemble,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
         "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",

@@ -77,6 +77,10 @@ CASES = [
                  "--degradation: CRF 60 is out of range (0-51)", id="eval-crf-range"),
     pytest.param(["eval", "--clean", "{media}", "--degradation", "camera", "--iso", "iso99"], CONFIG,
                  "unknown camera level 'iso99'", id="eval-iso-unknown"),
+    pytest.param(_denoise("--set", "model.ensemble=3"), CONFIG, "model.ensemble must be one of 1, 2, 4, 8 "
+                 "(network passes per output), got 3", id="denoise-ensemble-3"),
+    pytest.param(["eval", "--clean", "{media}", "--ensemble", "16"], CONFIG, "model.ensemble must be one of",
+                 id="eval-ensemble-16"),
     pytest.param(_denoise("--fps", "0"), CONFIG, "fps must be positive", id="denoise-fps-zero"),
     pytest.param(_denoise("--preset", "nosuch"), CONFIG, "unknown preset 'nosuch'", id="denoise-preset"),
     pytest.param(_denoise("--config", "/nonexistent.yaml"), CONFIG, "/nonexistent.yaml: config file not found",

@@ -144,14 +144,19 @@ class FastDVDnet(nn.Module):
         return self.temp2(interleave_noise_map(stage1_outputs, noise_map))
 
     def forward(self, window: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        n, t, c, h, w = window.shape
-        if t != WINDOW:
-            raise ValueError(f"FastDVDnet needs a window of {WINDOW} frames, got {t}")
-        # The three triplets run as one batch: same result, one pass through temp1.
-        triplets = torch.stack([window[:, i:i + 3] for i in range(3)], dim=1).reshape(n * 3, 3, c, h, w)
-        maps = noise_map.repeat_interleave(3, dim=0)
-        middle = self.stage1(triplets, maps).reshape(n, 3, c, h, w)
-        return self.stage2(middle, noise_map)
+        return two_stage_forward(self, window, noise_map)
+
+
+def two_stage_forward(network: nn.Module, window: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
+    """The whole two-stage ``network`` (its ``stage1`` and ``stage2``) on ``(N, 5, 3, H, W)``
+    windows with ``(N, 1, H, W)`` noise maps: the centre frames' outputs ``(N, 3, H, W)``."""
+    n, t, c, h, w = window.shape
+    if t != WINDOW:
+        raise ValueError(f"FastDVDnet needs a window of {WINDOW} frames, got {t}")
+    # The three triplets run as one batch: same result, one pass through stage 1.
+    triplets = torch.stack([window[:, i:i + 3] for i in range(3)], dim=1).reshape(n * 3, 3, c, h, w)
+    middle = network.stage1(triplets, noise_map.repeat_interleave(3, dim=0)).reshape(n, 3, c, h, w)
+    return network.stage2(middle, noise_map)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:

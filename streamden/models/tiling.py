@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .fastdvdnet import two_stage_forward
 
 __all__ = ["RECEPTIVE_RADIUS", "DEFAULT_OVERLAP", "MIN_TILE", "tiled_call", "TiledModel", "maybe_tiled"]
 
@@ -120,10 +121,7 @@ class TiledModel(nn.Module):
 
     def forward(self, window: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         """The whole network on a ``(N, 5, 3, H, W)`` window, as FastDVDnet.forward, tiled."""
-        n, _, c, h, w = window.shape
-        triplets = torch.stack([window[:, i:i + 3] for i in range(3)], dim=1).reshape(n * 3, 3, c, h, w)
-        middle = self.stage1(triplets, noise_map.repeat_interleave(3, dim=0)).reshape(n, 3, c, h, w)
-        return self.stage2(middle, noise_map)
+        return two_stage_forward(self, window, noise_map)
 
     def _call(self, fn: Stage, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         while True:
