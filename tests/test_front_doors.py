@@ -129,3 +129,19 @@ def test_strength_scales_maps_of_the_single_frame_pass_and_live(options):
         with pytest.raises(ConfigError, match="noise.strength"):
             make_config(None, strength=bad)
     make_config("night_burst", door="burst", strength=2)         # bursts read it too
+
+
+@pytest.mark.parametrize("door", sorted(FRONT_DOORS))
+def test_the_self_ensemble_runs_the_same_in_every_front_door(door, clip, decoded, options, reference, tmp_path):
+    averaged = dict(options, ensemble=2)
+    expected = list(Denoiser(**averaged)(decoded))
+    got = FRONT_DOORS[door](clip, decoded, averaged, tmp_path)
+    differ = [i for i, (a, b) in enumerate(zip(got, expected)) if not np.array_equal(a, b)]
+    assert not differ, f"{door}: frames {differ} differ from Denoiser's at model.ensemble 2"
+    assert not all(np.array_equal(a, b) for a, b in zip(got, reference))    # two passes are not one
+
+
+def test_live_and_bursts_read_the_self_ensemble(options):
+    live = Engine(make_config("surveillance", door="live", **dict(options, align="none", ensemble=4)), live=True)
+    assert type(live.runner.model).__name__ == "SelfEnsemble" and live.runner.model.size == 4
+    assert make_config("night_burst", door="burst", ensemble=8).model.ensemble == 8

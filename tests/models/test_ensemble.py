@@ -84,7 +84,7 @@ def test_a_size_out_of_range_is_a_config_error_naming_it(size):
 
 def test_the_shipped_network_gains_from_eight_passes():
     """On a held-out natural clip at sigma 15 (one window, 96 px, no alignment), eight passes beat
-    one: measured +0.2 dB; the test asks for half of that."""
+    one: measured +0.37 dB (two: +0.27, four: +0.36); the test asks for half of that."""
     if not VAL_CLIP.is_dir():
         pytest.skip(f"shared data not found: {VAL_CLIP} (the corpus lives in ../shared/data)")
     clean = read_clip(str(VAL_CLIP), max_frames=5)[..., 100:196, 100:196].float() / 255
@@ -92,4 +92,4 @@ def test_the_shipped_network_gains_from_eight_passes():
     one = Engine(make_config(None, device="cpu", precision="fp32")).window(noisy, 15.0)
     eight = Engine(make_config(None, device="cpu", precision="fp32", ensemble=8)).window(noisy, 15.0)
     gain = float(psnr(eight, clean[2]) - psnr(one, clean[2]))
-    assert gain > 0.1, f"eight passes: {gain:+.3f} dB over one"
+    assert gain > 0.18, f"eight passes: {gain:+.3f} dB over one"
