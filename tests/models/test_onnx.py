@@ -219,3 +219,11 @@ def test_lite_exports_and_streams_one_block_per_frame_on_onnxruntime(tmp_path: P
         assert engine.single_stage and engine.blocks_per_frame(1) == 1
         ref = _engine("lite", backend="torch", precision="fp32").denoise_clip(clip, 25.0)
         torch.testing.assert_close(engine.denoise_clip(clip, 25.0), ref, rtol=0, atol=FP32_TOLERANCE)
+
+
+def test_the_self_ensemble_runs_on_onnxruntime_as_on_torch(fp32_export: Path, random_weights: Path) -> None:
+    clip = torch.rand(5, 3, 20, 28, generator=torch.Generator().manual_seed(2))
+    ort = _engine(str(fp32_export), ensemble=4).denoise_clip(clip, 25.0)
+    ref = _engine(str(random_weights), backend="torch", precision="fp32",
+                  ensemble=4).denoise_clip(clip, 25.0)
+    torch.testing.assert_close(ort, ref, rtol=0, atol=FP32_TOLERANCE)
