@@ -2,10 +2,10 @@
 
 A convolutional denoiser is not exactly equivariant to flips and 90-degree rotations, so
 its errors on the eight transformed copies of a window are partly independent: their mean
-is a better estimate than any one of them. The cost is one network pass per transform.
-On the realistic gate (``streamden eval --degradation compressed,camera --ensemble N``,
-two validation clips, 5 frames, 96 px, ``--sigma auto``) eight transforms gained 0.15 to
-0.37 dB over one and four transforms 0.06 to 0.23 dB (README "Quality for time").
+is a better estimate than any one of them. The cost is one network pass per transform (a
+whole file job on a CPU: 1.6x, 2.4x and 4.7x its time for 2, 4 and 8). On white noise the
+four turns gain +0.56 / +0.38 dB at sigma 10 / 30, on the realistic gate +0.19 to +0.27 dB
+(README "More quality for more time"; ``benchmarks/ensemble/``).
 
 Both stages average: stage 1's outputs (what the streaming engine caches and reuses for
 three windows) are themselves ensembles, so stage 2 sees the better estimates. Alignment,
