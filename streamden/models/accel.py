@@ -13,18 +13,17 @@ import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .wrapper import Stage
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-Stage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)

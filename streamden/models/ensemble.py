@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .fastdvdnet import two_stage_forward
+from .wrapper import Stage, StageWrapper
 
 #: The dihedral transforms in the order a smaller ensemble takes them: (quarter turns,
 #: mirrored). Two: a quarter turn; four: the four turns; eight: the four turns, mirrored too.
@@ -64,7 +64,7 @@ def untransform(x: torch.Tensor, turns: int, mirrored: bool) -> torch.Tensor:
     return torch.rot90(x, -turns, (-2, -1)) if turns else x
 
 
-class SelfEnsemble(nn.Module):
+class SelfEnsemble(StageWrapper):
     """A FastDVDnet (anything with ``stage1`` and ``stage2``) whose stages each return the mean
     over the first ``size`` of :data:`TRANSFORMS` of the inner stage on the transformed input,
     transformed back.
@@ -76,28 +76,10 @@ class SelfEnsemble(nn.Module):
     """
 
     def __init__(self, model: nn.Module, size: int) -> None:
-        super().__init__()
-        self.inner = model
+        super().__init__(model)
         self.size = check_ensemble(size)
 
-    @property
-    def single_stage(self) -> bool:
-        """The inner model's ``single_stage`` (one block per output frame, see :mod:`.lite`)."""
-        return bool(getattr(self.inner, "single_stage", False))
-
-    def stage1(self, triplets: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The inner model's stage 1, averaged over the transforms."""
-        return self._mean(self.inner.stage1, triplets, noise_map)
-
-    def stage2(self, stage1_outputs: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The inner model's stage 2, averaged over the transforms."""
-        return self._mean(self.inner.stage2, stage1_outputs, noise_map)
-
-    def forward(self, window: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The whole network on a ``(N, 5, 3, H, W)`` window, as FastDVDnet.forward."""
-        return two_stage_forward(self, window, noise_map)
-
-    def _mean(self, stage, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
+    def _call(self, stage: Stage, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         total = None
         for turns, mirrored in TRANSFORMS[:self.size]:
             out = untransform(stage(transform(x, turns, mirrored), transform(noise_map, turns, mirrored)),

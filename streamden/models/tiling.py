@@ -23,13 +23,12 @@ True
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
-from .fastdvdnet import two_stage_forward
+from .wrapper import Stage, StageWrapper
 
 __all__ = ["RECEPTIVE_RADIUS", "DEFAULT_OVERLAP", "MIN_TILE", "tiled_call", "TiledModel", "maybe_tiled"]
 
@@ -41,8 +40,6 @@ RECEPTIVE_RADIUS = 37
 DEFAULT_OVERLAP = 40
 #: Out-of-memory fallback stops halving tiles below this size.
 MIN_TILE = 64
-
-Stage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _round4(value: int) -> int:
@@ -76,7 +73,7 @@ def tiled_call(fn: Stage, x: torch.Tensor, noise_map: torch.Tensor, tile: int,
     return out
 
 
-class TiledModel(nn.Module):
+class TiledModel(StageWrapper):
     """A FastDVDnet (anything with ``stage1`` and ``stage2``) that runs on tiles.
 
     ``tile`` > 0 tiles every call. With ``tile`` = 0 calls run on whole frames until one
@@ -91,10 +88,9 @@ class TiledModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, tile: int = 0, overlap: int = 0) -> None:
-        super().__init__()
+        super().__init__(model)
         if tile < 0 or overlap < 0:
             raise ModelError(f"tile and tile overlap must not be negative, got {tile} and {overlap}")
-        self.inner = model
         self.tile = _round4(tile) if tile else 0
         self.overlap = _round4(overlap) if overlap else DEFAULT_OVERLAP
         if self.overlap < RECEPTIVE_RADIUS:
@@ -105,23 +101,6 @@ class TiledModel(nn.Module):
     def tiles_used(self) -> int:
         """The tile size in force (0 = whole frames)."""
         return self.tile
-
-    @property
-    def single_stage(self) -> bool:
-        """The inner model's ``single_stage`` (one block per output frame, see :mod:`.lite`)."""
-        return bool(getattr(self.inner, "single_stage", False))
-
-    def stage1(self, triplet: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The inner model's stage 1, tiled as needed."""
-        return self._call(self.inner.stage1, triplet, noise_map)
-
-    def stage2(self, stage1_outputs: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The inner model's stage 2, tiled as needed."""
-        return self._call(self.inner.stage2, stage1_outputs, noise_map)
-
-    def forward(self, window: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
-        """The whole network on a ``(N, 5, 3, H, W)`` window, as FastDVDnet.forward, tiled."""
-        return two_stage_forward(self, window, noise_map)
 
     def _call(self, fn: Stage, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         while True:
