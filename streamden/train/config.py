@@ -114,6 +114,9 @@ class TrainConfig:
     val_degradations: list[str] = field(default_factory=list)  # realistic validation instead of Gaussian
                                        # val_sigma: labels such as "compressed s15 x264 crf23", "camera
                                        # iso3200" (streamden eval's), the map at the blind estimate
+    val_colour_limit: float = 0.0      # >0: a check is chosen as the best only if no flat strongly coloured
+                                       # window shifts by this many levels (streamden.train.colour_check)
+    val_keep: bool = False             # also save each validated weight average as val_<step>.safetensors
     checkpoint_every: int = 250
     ema: float = 0.0                   # >0: decay of an exponential moving average of the weights (and
                                        # BatchNorm statistics); validation and exported weights use it

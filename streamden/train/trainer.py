@@ -38,6 +38,7 @@ from ..models.registry import build_model, load_model
 from ..models.weights import save_weights
 from ..noise.synth import noisy_8bit, synthesize
 from ..tensors import resolve_device
+from .colour_check import worst_colour_shift
 from .config import TrainConfig
 from .data import FrameBank, PatchSampler, load_val_clips
 from .plot import plot_log
@@ -485,7 +486,11 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             val_due = bool(val_set) and cfg.val_every > 0 and (step % cfg.val_every == 0 or step == cfg.steps)
             if val_due:
                 last_val = validate(averaged(), val_set, device)
-                if last_val > best_val:
+                shift = worst_colour_shift(averaged(), device) if cfg.val_colour_limit > 0 else math.nan
+                if cfg.val_keep:
+                    save_weights(averaged(), work / f"val_{step}.safetensors",
+                                 _metadata(cfg, device, step, seconds, last_val, sampler))
+                if last_val > best_val and not shift >= cfg.val_colour_limit:
                     best_val = last_val
                     save_weights(averaged(), work / "best.safetensors",
                                  _metadata(cfg, device, step, seconds, last_val, sampler))
@@ -496,7 +501,9 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 _append_log(log_path, {"step": step, "loss": f"{mean_loss:.6g}", "lr": f"{lr:.3g}",
                                        "val_psnr": f"{last_val:.3f}" if val_due else "", "seconds": f"{seconds:.1f}"})
                 msg = f"step {step}/{cfg.steps} loss {mean_loss:.5g} lr {lr:.2g} {seconds:.0f}s"
-                log(msg + (f" val_psnr {last_val:.2f} dB" if val_due else ""))
+                log(msg + (f" val_psnr {last_val:.2f} dB" if val_due else "")
+                    + (f" colour shift {shift:.1f} levels{' (not eligible as best)' if shift >= cfg.val_colour_limit else ''}"
+                       if val_due and cfg.val_colour_limit > 0 else ""))
             if val_due:
                 with contextlib.suppress(Exception):  # a plot is never worth a failed run
                     plot_log(log_path, work / PLOT)

@@ -16,6 +16,7 @@ import torch
 from streamden.metrics import psnr
 from streamden.models.registry import list_models, load_model
 from streamden.noise.synth import noisy_8bit
+from streamden.train import colour_check
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PHOTO = DATA / "train" / "images" / "Urban100_HR" / "img_007_SRF_4_HR.jpg"
@@ -44,12 +45,8 @@ def test_bright_content_at_low_noise_is_denoised(bright_window, name):
 
 def flat_window_bias(name: str, rgb: tuple[float, ...]) -> torch.Tensor:
     """Mean error per channel (0-255) of model ``name`` on a static flat window of colour ``rgb``
-    (0-255) at sigma 10: one window, the centre frame's output, away from the borders."""
-    clean = torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(5, 3, 96, 96) / 255
-    noisy = noisy_8bit(clean, 10.0, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        out = load_model(name)(noisy.unsqueeze(0), torch.full((1, 1, 96, 96), 10.0 / 255)).clamp(0, 1)[0]
-    return ((out - clean[2])[:, 24:-24, 24:-24] * 255).mean(dim=(1, 2))
+    (0-255) at sigma 10 (the trainer's flat-colour check, :mod:`streamden.train.colour_check`)."""
+    return colour_check.flat_window_bias(load_model(name), rgb)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -60,7 +57,7 @@ def test_flat_bright_areas_keep_their_colour(name, level):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("rgb", [(13, 84, 226), (226, 84, 13), (13, 226, 84), (250, 240, 20)])
+@pytest.mark.parametrize("rgb", colour_check.STRONG_COLOURS)
 def test_strong_colours_keep_their_colour(name, rgb):
     # Issue 19: an aquarium, a stage light, a neon sign. Before the strong-colour training
     # (data.colour; configs/train/fastdvdnet_real4.yaml, fastdvdnet_aligned_colour.yaml) the

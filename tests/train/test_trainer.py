@@ -192,3 +192,22 @@ def test_validation_clips_are_held_out_and_labels_checked(tmp_path, clip_dir):
     assert read_metadata(out)["val_noise"] == "compressed s15 x264 crf23"
     with pytest.raises(ConfigError, match="val_degradations.*camera iso9"):
         load_config(TrainConfig, "configs/train/fastdvdnet.yaml", ["val_degradations=[camera iso9]"])
+
+
+def test_a_check_that_shifts_flat_colours_is_never_the_best(tmp_path, clip_dir):
+    # val_colour_limit: the held-out clips have no flat saturated areas, so the flat-colour check
+    # decides; an untrained network shifts them by tens of levels, so no check is eligible.
+    cfg = tiny_config(tmp_path, clip_dir, steps=4, val_every=2, log_every=1, checkpoint_every=0,
+                      val_colour_limit=3.0, val_keep=True)
+    lines = []
+    train(cfg, log=lines.append)
+    run = tmp_path / "run"
+    assert not (run / "best.safetensors").exists()
+    assert sorted(p.name for p in run.glob("val_*.safetensors")) == ["val_2.safetensors", "val_4.safetensors"]
+    assert read_metadata(run / "val_4.safetensors")["steps"] == "4"
+    assert sum("not eligible as best" in line for line in lines) == 2
+    # without the limit, the same run chooses a best check and keeps no per-check weights
+    cfg = tiny_config(tmp_path / "b", clip_dir, steps=4, val_every=2, log_every=1, checkpoint_every=0)
+    train(cfg, log=lambda s: None)
+    assert (tmp_path / "b" / "run" / "best.safetensors").exists()
+    assert not list((tmp_path / "b" / "run").glob("val_*.safetensors"))
