@@ -37,7 +37,7 @@ in threads of their own (live); the graph runs one denoise node per engine.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,7 @@ from .models.accel import InferenceOptions, NetworkRunner
 from .models.ensemble import with_ensemble
 from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.registry import load_model, model_alignment
-from .models.streaming import HALF, StreamingDenoiser
+from .models.streaming import HALF, StreamingDenoiser, sigma_per_frame
 from .models.tiling import maybe_tiled
 from .noise.estimate import SigmaTracker, estimate_level
 from .tensors import resolve_device
@@ -197,16 +197,16 @@ class Engine:
         return StreamingDenoiser(self.runner, device=self.device, aligner=aligner, lookahead=lookahead,
                                  strength=self.strength)
 
-    def denoise_clip(self, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        """A whole clip ``(T, 3, H, W)`` in [0, 1] with one sigma or one per frame (0-255), as a
-        file job runs it (streaming, aligned as configured); returns ``(T, 3, H, W)`` on the CPU.
+    def denoise_clip(self, frames: torch.Tensor, sigma: float | torch.Tensor | Sequence[float]) -> torch.Tensor:
+        """A whole clip ``(T, 3, H, W)`` in [0, 1] with one sigma or one per frame (0-255; a list
+        keeps the per-channel levels of :class:`~streamden.noise.estimate.NoiseLevel`), as a file
+        job runs it (streaming, aligned as configured); returns ``(T, 3, H, W)`` on the CPU.
 
         >>> from streamden.config import make_config
         >>> Engine(make_config(None, device="cpu")).denoise_clip(torch.rand(4, 3, 16, 16), 20.0).shape
         torch.Size([4, 3, 16, 16])
         """
-        sigmas = sigma.reshape(-1).tolist() if isinstance(sigma, torch.Tensor) and sigma.ndim else \
-            [float(sigma)] * frames.shape[0]
+        sigmas = sigma_per_frame(sigma, frames.shape[0])
         stream = self.stream()
         ready = [r for frame, s in zip(frames, sigmas) for r in stream.push(frame, s)] + stream.finish()
         return torch.stack([image.cpu() for _, image in ready])

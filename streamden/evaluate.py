@@ -296,7 +296,7 @@ def auto_denoise(engine: "Engine", noisy: torch.Tensor) -> tuple[torch.Tensor, l
     """
     tracker = engine.sigma_tracker()
     levels = [tracker.update(engine.estimate_sigma(frame)) for frame in noisy]
-    return engine.denoise_clip(noisy, torch.tensor(levels)), levels
+    return engine.denoise_clip(noisy, levels), levels
 
 
 def _best_over_grid(clean: torch.Tensor, run: Callable[[float], torch.Tensor], base: float,

@@ -16,17 +16,20 @@ the two give the same frames:
   triplet, in order (``(2, 1, 0)`` and ``(0, 1, 2)`` are different triplets).
 * **Sigma.** Each frame carries its own sigma (0-255). The noise map of a triplet is the sigma
   of the triplet's centre frame; the noise map of stage 2 is the sigma of the window's centre
-  frame (the output frame). With a constant sigma this is exactly ``model(window, map)``.
+  frame (the output frame). With a constant sigma this is exactly ``model(window, map)``. A
+  sigma that carries per-channel levels (:class:`~streamden.noise.estimate.NoiseLevel`, a
+  clipped colour channel) runs each stage once more for that channel (:func:`run_per_channel`).
 * **Padding.** Frames are reflect-padded to a multiple of 4 (:func:`pad_to_multiple`) before
   the network and cropped back after it, then clamped to [0, 1].
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import nn
 
+from ..noise.estimate import NoiseLevel, channel_levels
 from .accel import InferenceOptions, NetworkRunner
 from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
 
@@ -62,17 +65,49 @@ def window_indices(t: int, length: int) -> tuple[int, ...]:
     return tuple(reflect_index(t + k, length) for k in range(-HALF, HALF + 1))
 
 
-def _sigma_per_frame(sigma: float | torch.Tensor, count: int) -> list[float]:
+def sigma_per_frame(sigma: float | torch.Tensor | Sequence[float], count: int) -> list[float]:
+    """One level per frame: ``sigma`` a value, ``(T,)`` values, or a list of levels (which may be
+    :class:`~streamden.noise.estimate.NoiseLevel` with per-channel levels, kept)."""
     if isinstance(sigma, torch.Tensor) and sigma.ndim > 0:
-        if sigma.numel() != count:
-            raise ValueError(f"sigma has {sigma.numel()} values for {count} frames")
-        return [float(s) for s in sigma.reshape(-1).tolist()]
-    return [float(sigma)] * count
+        sigma = [float(s) for s in sigma.reshape(-1).tolist()]
+    if isinstance(sigma, (list, tuple)):
+        if len(sigma) != count:
+            raise ValueError(f"sigma has {len(sigma)} values for {count} frames")
+        return list(sigma)
+    return [sigma if isinstance(sigma, NoiseLevel) else float(sigma)] * count
+
+
+def _scaled(sigma: float, factor: float) -> float:
+    """``sigma`` times ``factor``, its per-channel levels too."""
+    return sigma.scaled(factor) if isinstance(sigma, NoiseLevel) else float(sigma) * factor
 
 
 def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
     """A ``(1, 1, H, W)`` map of ``sigma / 255`` matching ``like`` (``(..., H, W)``) in device and dtype."""
-    return torch.full((1, 1, *like.shape[-2:]), sigma / 255.0, device=like.device, dtype=like.dtype)
+    return torch.full((1, 1, *like.shape[-2:]), float(sigma) / 255.0, device=like.device, dtype=like.dtype)
+
+
+def run_per_channel(stage: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+                    sigmas: Sequence[float]) -> torch.Tensor:
+    """``stage`` (a network stage) on ``inputs`` ``(N, ...)`` with the noise map of each item's level
+    in ``sigmas``; where a level carries per-channel levels (a clipped colour channel, see
+    :func:`~streamden.noise.estimate.censored_level`), the stage runs once more for that channel
+    at them, and that channel of the output is taken from that run. Without per-channel levels
+    this is exactly one call.
+
+    >>> from streamden.models.fastdvdnet import FastDVDnet
+    >>> net, x = FastDVDnet().eval(), torch.rand(1, 3, 3, 8, 8)
+    >>> both = run_per_channel(net.stage1, x, [NoiseLevel(10.0, (30.0, 10.0, 10.0))])
+    >>> bool(torch.equal(both[:, 0], net.stage1(x, torch.full((1, 1, 8, 8), 30 / 255))[:, 0]))
+    True
+    """
+    out = stage(inputs, torch.cat([_noise_map(s, inputs) for s in sigmas]))
+    for c in range(3):
+        own = [channel_levels(s)[c] if channel_levels(s) is not None else float(s) for s in sigmas]
+        if any(o != float(s) for o, s in zip(own, sigmas)):
+            out = out.clone()            # a runner may hand back a buffer the next call reuses
+            out[:, c] = stage(inputs, torch.cat([_noise_map(o, inputs) for o in own]))[:, c]
+    return out
 
 
 def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor,
@@ -93,7 +128,7 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"denoise_sequence: expected (T, 3, H, W) frames, got {tuple(frames.shape)}")
     count = frames.shape[0]
-    sigmas = _sigma_per_frame(sigma, count)
+    sigmas = sigma_per_frame(sigma, count)
     padded, size = pad_to_multiple(frames)
     outputs = []
     if aligner is not None:
@@ -108,11 +143,10 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
             triplets = torch.stack([window[i:i + 3] for i in range(3)])  # (3, 3, 3, Hp, Wp)
             if per_triplet:
                 triplets = torch.stack([aligner.align(list(t), idx[i:i + 3])[0] for i, t in enumerate(triplets)])
-            maps = torch.cat([_noise_map(sigmas[idx[i + 1]], padded) for i in range(3)])
-            middle = model.stage1(triplets, maps)                        # (3, 3, Hp, Wp)
+            middle = run_per_channel(model.stage1, triplets, [sigmas[idx[i + 1]] for i in range(3)])  # (3, 3, Hp, Wp)
             if per_triplet:
                 middle = aligner.onto(idx[2], list(middle), idx[1:4])
-            out = model.stage2(middle.unsqueeze(0), _noise_map(sigmas[t], padded))
+            out = run_per_channel(model.stage2, middle.unsqueeze(0), [sigmas[t]])
             outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
             if aligner is not None:
                 aligner.evict(t - 1)
@@ -209,7 +243,7 @@ class StreamingDenoiser:
         padded, _ = pad_to_multiple(frame.to(self.device, torch.float32, copy=True))
         n = self._count
         self._frames[n] = padded
-        self._sigmas[n] = float(sigma) * self.strength
+        self._sigmas[n] = _scaled(sigma, self.strength)
         self._count += 1
         # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
         # past n are past frames reflected about n); no other reflection before finish().
@@ -238,8 +272,7 @@ class StreamingDenoiser:
                     middle = self._aligned_triplet_outputs(windows)
                 else:
                     middle = self._triplet_outputs(windows)
-                maps = torch.cat([_noise_map(self._sigmas[t], middle) for t in ts])
-                out = self.runner.stage2(middle, maps)                            # (k, 3, Hp, Wp)
+                out = run_per_channel(self.runner.stage2, middle, [self._sigmas[t] for t in ts])  # (k, 3, Hp, Wp)
         ready = []
         for i, t in enumerate(ts):
             ready.append((self._base + t, crop_to(out[i], self._size).clamp(0.0, 1.0)))
@@ -257,8 +290,8 @@ class StreamingDenoiser:
         missing = list(dict.fromkeys(k for k in keys if k not in self._stage1))
         if missing:
             triplets = torch.stack([self._triplet(key) for key in missing])
-            maps = torch.cat([_noise_map(self._sigmas[key[1]], triplets) for key in missing])
-            for key, output in zip(missing, self.runner.stage1(triplets, maps)):
+            outputs = run_per_channel(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in missing])
+            for key, output in zip(missing, outputs):
                 self._stage1[key] = output
         middles = []
         for w in windows:
@@ -271,20 +304,19 @@ class StreamingDenoiser:
         triplet (its centre is the output frame), in one call."""
         keys = [w[1:4] for w in windows]
         triplets = torch.stack([self._triplet(key) for key in keys])
-        maps = torch.cat([_noise_map(self._sigmas[key[1]], triplets) for key in keys])
-        return self.runner.stage1(triplets, maps)
+        return run_per_channel(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in keys])
 
     def _triplet(self, key: tuple[int, ...]) -> torch.Tensor:
         frames = [self._frames[i] for i in key]
         return self.aligner.align(frames, key)[0] if self.aligner else torch.stack(frames)
 
     def _aligned_triplet_outputs(self, windows: list[tuple[int, ...]]) -> torch.Tensor:
-        triplets, maps = [], []
+        triplets, sigmas = [], []
         for idx in windows:
             window, _ = self.aligner.align([self._frames[i] for i in idx], idx)   # (5, 3, Hp, Wp)
             triplets += [window[i:i + 3] for i in range(3)]
-            maps += [_noise_map(self._sigmas[idx[i + 1]], window) for i in range(3)]
-        outputs = self.runner.stage1(torch.stack(triplets), torch.cat(maps))      # (3k, 3, Hp, Wp)
+            sigmas += [self._sigmas[idx[i + 1]] for i in range(3)]
+        outputs = run_per_channel(self.runner.stage1, torch.stack(triplets), sigmas)   # (3k, 3, Hp, Wp)
         return outputs.reshape(len(windows), 3, *outputs.shape[1:])
 
     def _evict(self, t: int) -> None:

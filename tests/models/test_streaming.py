@@ -168,3 +168,22 @@ def test_held_frames_are_copies_of_the_callers_buffer(model: torch.nn.Module) ->
     ready += engine.finish()
     torch.testing.assert_close(torch.stack([f for _, f in ready]), denoise_sequence(model, frames, 20.0),
                                rtol=0, atol=1e-5)
+
+
+def test_a_clipped_channels_own_level_runs_that_channel_again(model: torch.nn.Module) -> None:
+    from streamden.noise.estimate import NoiseLevel
+
+    frames = _frames(5, seed=7)
+    plain = [10.0 + i for i in range(5)]
+    own = [NoiseLevel(s, (3 * s, s, s)) for s in plain]
+    expected = denoise_sequence(model, frames, own)            # the reference takes them too
+    got = torch.stack([frame for _, frame in _stream(StreamingDenoiser(model), frames, own)])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    base = denoise_sequence(model, frames, plain)
+    assert float((got[:, 0] - base[:, 0]).abs().max()) > 1e-3     # red ran at its own level
+    # levels whose channels are all the overall one run exactly as plain floats, in one call each
+    same = [NoiseLevel(s, (s, s, s)) for s in plain]
+    torch.testing.assert_close(denoise_sequence(model, frames, same), base, rtol=0, atol=0)
+    # strength scales the channels too
+    half = torch.stack([f for _, f in _stream(StreamingDenoiser(model, strength=0.5), frames, own)])
+    torch.testing.assert_close(half, denoise_sequence(model, frames, [s.scaled(0.5) for s in own]), rtol=0, atol=1e-5)

@@ -161,3 +161,43 @@ def test_strong_noise_that_clips_most_blocks_still_reads():
     noisy = _add_noise(clean, 35, seed=5)
     level = estimate_level(noisy)
     assert level is not None and level > 15
+
+
+def _deep_colour(rgb: tuple[int, int, int], size: int = 128) -> torch.Tensor:
+    """A softly textured frame of a deep colour (0-255 means), like an aquarium's."""
+    g = torch.Generator().manual_seed(3)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 1, size, size, generator=g), 9, 1, 4)[0]
+    return (torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255 + (texture - 0.5) * 0.05).clamp(0, 1)
+
+
+def test_a_dark_channel_under_camera_noise_gets_its_own_level():
+    # A camera's dark red channel: clipped at 0 on about half its pixels, and noisier than the
+    # overall level (white balance, colour matrix, gamma): the network needs more there
+    # (benchmarks/clipped_channels.py). Gaussian noise clipped the same way reads below the overall
+    # level and keeps it; so does the same camera noise on mid-grey.
+    from streamden.noise.degrade import CAMERA_LEVELS, camera_noise
+    from streamden.noise.estimate import NoiseLevel, censored_level
+
+    noisy, _ = camera_noise(_deep_colour((13, 84, 226)), CAMERA_LEVELS["iso3200"], seed=1)
+    level = estimate_level(noisy)
+    assert isinstance(level, NoiseLevel) and level.channels is not None
+    red, green, blue = level.channels
+    assert red > 1.8 * float(level) and green == blue == float(level)
+    estimate = estimate_noise(noisy)
+    assert estimate.clipped[0] > 0.3 and red == pytest.approx(censored_level(estimate.channel_sigmas[0], estimate.clipped[0]))
+
+    gaussian = (_deep_colour((13, 84, 226)) + torch.randn(3, 128, 128, generator=torch.Generator().manual_seed(1)) * 30 / 255)
+    assert estimate_level(gaussian.clamp(0, 1)).channels is None
+    grey, _ = camera_noise(_deep_colour((128, 128, 128)), CAMERA_LEVELS["iso3200"], seed=1)
+    assert estimate_level(grey).channels is None
+
+
+def test_noise_levels_keep_their_channels_through_pickle_and_scaling():
+    import pickle
+
+    from streamden.noise.estimate import NoiseLevel
+
+    level = NoiseLevel(12.0, (30.0, 12.0, 12.0))
+    back = pickle.loads(pickle.dumps(level))           # Ray moves estimates between processes
+    assert back == 12.0 and back.channels == (30.0, 12.0, 12.0)
+    assert level.scaled(2.0).channels == (60.0, 24.0, 24.0) and float(level * 2) == 24.0
