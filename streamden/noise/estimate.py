@@ -496,15 +496,6 @@ class SigmaTracker:
         >>> tracker.update(NoiseLevel(10.0)).channels, tracker.update(12.0).channels
         ((20.0, 10.0, 10.0), (16.5, 11.0, 11.0))
         """
-        if sigma is not None and math.isfinite(float(sigma)) and float(sigma) > 0:
-            own = channel_levels(sigma)
-            ratios = np.ones(3) if own is None else np.asarray(own, np.float64) / float(sigma)
-            if self.ratios is None and own is None:
-                pass                         # nothing to smooth: the common case stays a plain float
-            elif self.ratios is None or self.value is None:
-                self.ratios = ratios
-            else:
-                self.ratios = self.smoothing * self.ratios + (1.0 - self.smoothing) * ratios
         if sigma is None or not math.isfinite(float(sigma)):
             self.failed += 1
             if self.failed == 1:
@@ -513,11 +504,21 @@ class SigmaTracker:
                             "(said once)", f"{held} {self.value:.1f}" if self.value is not None else held)
             level = self.value if self.value is not None else 0.0
         else:
-            sigma = float(sigma)
-            self.value = sigma if self.value is None else \
-                self.smoothing * self.value + (1.0 - self.smoothing) * sigma
+            self._fold_ratios(sigma)
+            self.value = float(sigma) if self.value is None else \
+                self.smoothing * self.value + (1.0 - self.smoothing) * float(sigma)
             level = self.value
         return self._used(level)
+
+    def _fold_ratios(self, sigma: float) -> None:
+        """Smooth each channel's level over the overall one (1 where ``sigma`` has no own levels);
+        nothing to keep while no frame had any, the common case."""
+        own = channel_levels(sigma)
+        if own is None and self.ratios is None:
+            return
+        ratios = np.ones(3) if own is None or float(sigma) <= 0 else np.asarray(own, np.float64) / float(sigma)
+        fresh = self.ratios is None or self.value is None
+        self.ratios = ratios if fresh else self.smoothing * self.ratios + (1.0 - self.smoothing) * ratios
 
     def hold(self) -> float:
         """The current level, for a frame that was not estimated (live reads one frame in a few);
