@@ -49,9 +49,9 @@ from .models.accel import InferenceOptions, NetworkRunner
 from .models.ensemble import with_ensemble
 from .models.fastdvdnet import crop_to, pad_to_multiple
 from .models.registry import load_model, model_alignment
-from .models.streaming import HALF, StreamingDenoiser, sigma_per_frame
+from .models.streaming import HALF, StreamingDenoiser, channel_maps, run_per_channel, sigma_per_frame
 from .models.tiling import maybe_tiled
-from .noise.estimate import SigmaTracker, estimate_level
+from .noise.estimate import SigmaTracker, estimate_level, scaled_level
 from .tensors import resolve_device
 
 if TYPE_CHECKING:
@@ -213,7 +213,8 @@ class Engine:
 
     def single_frame(self, image: torch.Tensor, sigma: float | torch.Tensor, scale: int = 1) -> torch.Tensor:
         """The network on one frame ``(3, H, W)`` in [0, 1] (a window of five copies: stage 1 runs
-        once), with ``sigma`` on the 0-255 scale or a per-pixel map ``(1, H, W)`` of sigma/255.
+        once), with ``sigma`` on the 0-255 scale (a :class:`~streamden.noise.estimate.NoiseLevel`'s
+        own channel levels run those channels again) or a per-pixel map ``(1, H, W)`` of sigma/255.
         ``scale`` 2 or 4 runs it at that fraction of the resolution and upscales the result
         (live's cheap paths). Large frames run in tiles when ``model.tile`` is set.
 
@@ -224,16 +225,16 @@ class Engine:
         """
         height, width = image.shape[-2:]
         small = image.to(self.device, torch.float32).unsqueeze(0)
-        noise = self._noise_map(sigma, height, width)
+        noise, *own = self._noise_maps(sigma, height, width)
         if scale > 1:
             small = F.interpolate(small, scale_factor=1 / scale, mode="area")
-            noise = F.interpolate(noise, size=small.shape[-2:], mode="area")
+            noise, *own = [None if m is None else F.interpolate(m, size=small.shape[-2:], mode="area") for m in [noise, *own]]
         padded, size = pad_to_multiple(small)
-        noise, _ = pad_to_multiple(noise)
+        noise, *own = [None if m is None else pad_to_multiple(m)[0] for m in [noise, *own]]
         with self.lock, torch.no_grad():
             triplet = padded.unsqueeze(1).expand(-1, 3, -1, -1, -1)            # (1, 3, 3, H, W)
-            middle = self.runner.stage1(triplet, noise)
-            out = self.runner.stage2(middle.unsqueeze(1).expand(-1, 3, -1, -1, -1), noise)[0]
+            middle = run_per_channel(self.runner.stage1, triplet, noise, own)
+            out = run_per_channel(self.runner.stage2, middle.unsqueeze(1).expand(-1, 3, -1, -1, -1), noise, own)[0]
         out = crop_to(out, size)
         if scale > 1:
             out = F.interpolate(out.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -241,20 +242,29 @@ class Engine:
 
     def window(self, frames: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """The network on one 5-frame window ``(5, 3, H, W)`` (no alignment, no cache), with a
-        sigma (0-255) or a per-pixel map ``(1, H, W)`` of sigma/255; returns the centre's output.
+        sigma (0-255, its own channel levels too) or a per-pixel map ``(1, H, W)`` of sigma/255;
+        returns the centre's output.
 
         >>> from streamden.config import make_config
         >>> Engine(make_config(None, device="cpu")).window(torch.rand(5, 3, 8, 8), 20.0).shape
         torch.Size([3, 8, 8])
         """
-        noise = self._noise_map(sigma, *frames.shape[-2:])
         padded, size = pad_to_multiple(frames.to(self.device, torch.float32))
-        noise, _ = pad_to_multiple(noise)
+        noise, *own = [None if m is None else pad_to_multiple(m)[0] for m in self._noise_maps(sigma, *frames.shape[-2:])]
+        three = [None if m is None else m.expand(3, -1, -1, -1) for m in own]
         with self.lock, torch.no_grad():
             triplets = torch.stack([padded[i:i + 3] for i in range(3)])        # (3, 3, 3, H, W)
-            middle = self.runner.stage1(triplets, noise.expand(3, -1, -1, -1))
-            out = self.runner.stage2(middle.unsqueeze(0), noise)[0]
+            middle = run_per_channel(self.runner.stage1, triplets, noise.expand(3, -1, -1, -1), three)
+            out = run_per_channel(self.runner.stage2, middle.unsqueeze(0), noise, own)[0]
         return crop_to(out, size).clamp(0.0, 1.0)
+
+    def _noise_maps(self, sigma: float | torch.Tensor, height: int, width: int) -> list[torch.Tensor | None]:
+        """:meth:`_noise_map`, then per colour channel the map of its own level where ``sigma`` (a
+        :class:`~streamden.noise.estimate.NoiseLevel`) carries one, else None."""
+        noise = self._noise_map(sigma, height, width)
+        if isinstance(sigma, torch.Tensor):
+            return [noise, None, None, None]
+        return [noise, *channel_maps([scaled_level(sigma, self.strength)], noise)]
 
     def _noise_map(self, sigma: float | torch.Tensor, height: int, width: int) -> torch.Tensor:
         """A ``(1, 1, H, W)`` noise map on the device: a sigma (0-255) or a ``(1, H, W)`` map of

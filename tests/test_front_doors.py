@@ -89,6 +89,24 @@ def test_single_frame_pass_is_the_network_on_five_copies(options):
     assert torch.allclose(engine.single_frame(image, noise_map), engine.single_frame(image, 20.0), atol=1e-6)
 
 
+def test_a_clipped_channels_own_level_reaches_the_single_frame_pass_and_windows(options):
+    # live's cheap paths and bursts run Engine.single_frame / window: a NoiseLevel's own level
+    # for red runs red again there too, scaled by the strength like the overall level
+    from streamden.noise.estimate import NoiseLevel
+
+    engine = Engine(make_config(None, **dict(options, strength=0.5)))
+    image = torch.rand(3, 20, 28)
+    window = image.unsqueeze(0).expand(5, -1, -1, -1)
+    own, plain = NoiseLevel(20.0, (60.0, 20.0, 20.0)), 20.0
+    for scale in (1, 2):
+        got, base = engine.single_frame(image, own, scale), engine.single_frame(image, plain, scale)
+        assert float((got[0] - base[0]).abs().max()) > 1e-3
+        assert torch.equal(engine.single_frame(image, NoiseLevel(20.0, (20.0,) * 3), scale), base)
+    assert torch.allclose(engine.single_frame(image, own), engine.window(window, own), atol=1e-6)
+    doubled = Engine(make_config(None, **options))
+    assert torch.allclose(engine.window(window, own), doubled.window(window, own.scaled(0.5)), atol=1e-6)
+
+
 def test_live_runs_the_engine_of_its_config(options):
     config = make_config("surveillance", None, ["model.batch=4"], door="live", **dict(options, align="none"))
     engine = Engine(config, live=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from torch import nn
 
-from ..noise.estimate import NoiseLevel, channel_levels
+from ..noise.estimate import NoiseLevel, channel_levels, scaled_level
 from .accel import InferenceOptions, NetworkRunner
 from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
 
@@ -77,37 +77,49 @@ def sigma_per_frame(sigma: float | torch.Tensor | Sequence[float], count: int) -
     return [sigma if isinstance(sigma, NoiseLevel) else float(sigma)] * count
 
 
-def _scaled(sigma: float, factor: float) -> float:
-    """``sigma`` times ``factor``, its per-channel levels too."""
-    return sigma.scaled(factor) if isinstance(sigma, NoiseLevel) else float(sigma) * factor
-
-
 def _noise_map(sigma: float, like: torch.Tensor) -> torch.Tensor:
     """A ``(1, 1, H, W)`` map of ``sigma / 255`` matching ``like`` (``(..., H, W)``) in device and dtype."""
     return torch.full((1, 1, *like.shape[-2:]), float(sigma) / 255.0, device=like.device, dtype=like.dtype)
 
 
+def channel_maps(sigmas: Sequence[float], like: torch.Tensor) -> list[torch.Tensor | None]:
+    """Per colour channel, the ``(N, 1, H, W)`` maps of the own levels that ``sigmas`` carry
+    (:class:`~streamden.noise.estimate.NoiseLevel`), or None for a channel that runs at the
+    overall levels (every channel, in the common case)."""
+    maps: list[torch.Tensor | None] = []
+    for c in range(3):
+        own = [channel_levels(s)[c] if channel_levels(s) is not None else float(s) for s in sigmas]
+        differs = any(o != float(s) for o, s in zip(own, sigmas))
+        maps.append(torch.cat([_noise_map(o, like) for o in own]) if differs else None)
+    return maps
+
+
 def run_per_channel(stage: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs: torch.Tensor,
-                    sigmas: Sequence[float]) -> torch.Tensor:
-    """``stage`` (a network stage) on ``inputs`` ``(N, ...)`` with the noise map of each item's level
-    in ``sigmas``; where a level carries per-channel levels (a clipped colour channel, see
-    :func:`~streamden.noise.estimate.censored_level`), the stage runs once more for that channel
-    at them, and that channel of the output is taken from that run. Without per-channel levels
-    this is exactly one call.
+                    maps: torch.Tensor, own: Sequence[torch.Tensor | None] = (None, None, None)) -> torch.Tensor:
+    """``stage`` (a network stage) on ``inputs`` ``(N, ...)`` with the noise ``maps`` ``(N, 1, H, W)``;
+    for each colour channel with its own maps in ``own`` (:func:`channel_maps`: a clipped colour
+    channel, see :func:`~streamden.noise.estimate.censored_level`) the stage runs once more at
+    them, and that channel of the output comes from that run. Without own maps: one call.
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> net, x = FastDVDnet().eval(), torch.rand(1, 3, 3, 8, 8)
-    >>> both = run_per_channel(net.stage1, x, [NoiseLevel(10.0, (30.0, 10.0, 10.0))])
+    >>> levels = [NoiseLevel(10.0, (30.0, 10.0, 10.0))]
+    >>> both = run_per_channel(net.stage1, x, torch.full((1, 1, 8, 8), 10 / 255), channel_maps(levels, x))
     >>> bool(torch.equal(both[:, 0], net.stage1(x, torch.full((1, 1, 8, 8), 30 / 255))[:, 0]))
     True
     """
-    out = stage(inputs, torch.cat([_noise_map(s, inputs) for s in sigmas]))
-    for c in range(3):
-        own = [channel_levels(s)[c] if channel_levels(s) is not None else float(s) for s in sigmas]
-        if any(o != float(s) for o, s in zip(own, sigmas)):
+    out = stage(inputs, maps)
+    for c, channel in enumerate(own):
+        if channel is not None:
             out = out.clone()            # a runner may hand back a buffer the next call reuses
-            out[:, c] = stage(inputs, torch.cat([_noise_map(o, inputs) for o in own]))[:, c]
+            out[:, c] = stage(inputs, channel)[:, c]
     return out
+
+
+def _run_at(stage: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+            sigmas: Sequence[float]) -> torch.Tensor:
+    """``stage`` on ``inputs`` at one level per item (and its channels' own levels)."""
+    return run_per_channel(stage, inputs, torch.cat([_noise_map(s, inputs) for s in sigmas]), channel_maps(sigmas, inputs))
 
 
 def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor,
@@ -143,10 +155,10 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
             triplets = torch.stack([window[i:i + 3] for i in range(3)])  # (3, 3, 3, Hp, Wp)
             if per_triplet:
                 triplets = torch.stack([aligner.align(list(t), idx[i:i + 3])[0] for i, t in enumerate(triplets)])
-            middle = run_per_channel(model.stage1, triplets, [sigmas[idx[i + 1]] for i in range(3)])  # (3, 3, Hp, Wp)
+            middle = _run_at(model.stage1, triplets, [sigmas[idx[i + 1]] for i in range(3)])  # (3, 3, Hp, Wp)
             if per_triplet:
                 middle = aligner.onto(idx[2], list(middle), idx[1:4])
-            out = run_per_channel(model.stage2, middle.unsqueeze(0), [sigmas[t]])
+            out = _run_at(model.stage2, middle.unsqueeze(0), [sigmas[t]])
             outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
             if aligner is not None:
                 aligner.evict(t - 1)
@@ -243,7 +255,7 @@ class StreamingDenoiser:
         padded, _ = pad_to_multiple(frame.to(self.device, torch.float32, copy=True))
         n = self._count
         self._frames[n] = padded
-        self._sigmas[n] = _scaled(sigma, self.strength)
+        self._sigmas[n] = scaled_level(sigma, self.strength)
         self._count += 1
         # Frame n completes the window of n - lookahead (at a look-ahead below 2, the frames
         # past n are past frames reflected about n); no other reflection before finish().
@@ -272,7 +284,7 @@ class StreamingDenoiser:
                     middle = self._aligned_triplet_outputs(windows)
                 else:
                     middle = self._triplet_outputs(windows)
-                out = run_per_channel(self.runner.stage2, middle, [self._sigmas[t] for t in ts])  # (k, 3, Hp, Wp)
+                out = _run_at(self.runner.stage2, middle, [self._sigmas[t] for t in ts])  # (k, 3, Hp, Wp)
         ready = []
         for i, t in enumerate(ts):
             ready.append((self._base + t, crop_to(out[i], self._size).clamp(0.0, 1.0)))
@@ -290,7 +302,7 @@ class StreamingDenoiser:
         missing = list(dict.fromkeys(k for k in keys if k not in self._stage1))
         if missing:
             triplets = torch.stack([self._triplet(key) for key in missing])
-            outputs = run_per_channel(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in missing])
+            outputs = _run_at(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in missing])
             for key, output in zip(missing, outputs):
                 self._stage1[key] = output
         middles = []
@@ -304,7 +316,7 @@ class StreamingDenoiser:
         triplet (its centre is the output frame), in one call."""
         keys = [w[1:4] for w in windows]
         triplets = torch.stack([self._triplet(key) for key in keys])
-        return run_per_channel(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in keys])
+        return _run_at(self.runner.stage1, triplets, [self._sigmas[key[1]] for key in keys])
 
     def _triplet(self, key: tuple[int, ...]) -> torch.Tensor:
         frames = [self._frames[i] for i in key]
@@ -316,7 +328,7 @@ class StreamingDenoiser:
             window, _ = self.aligner.align([self._frames[i] for i in idx], idx)   # (5, 3, Hp, Wp)
             triplets += [window[i:i + 3] for i in range(3)]
             sigmas += [self._sigmas[idx[i + 1]] for i in range(3)]
-        outputs = run_per_channel(self.runner.stage1, torch.stack(triplets), sigmas)   # (3k, 3, Hp, Wp)
+        outputs = _run_at(self.runner.stage1, torch.stack(triplets), sigmas)   # (3k, 3, Hp, Wp)
         return outputs.reshape(len(windows), 3, *outputs.shape[1:])
 
     def _evict(self, t: int) -> None:

@@ -285,6 +285,15 @@ class NoiseLevel(float):
         return f"NoiseLevel({float(self)!r}, {self.channels!r})"
 
 
+def scaled_level(level: float, factor: float) -> float:
+    """``level`` times ``factor`` (``noise.strength``), its per-channel levels too.
+
+    >>> scaled_level(NoiseLevel(10.0, (20.0, 10.0, 10.0)), 2.0).channels, scaled_level(10.0, 2.0)
+    ((40.0, 20.0, 20.0), 20.0)
+    """
+    return level.scaled(factor) if isinstance(level, NoiseLevel) else float(level) * factor
+
+
 def channel_levels(level: float | None) -> tuple[float, float, float] | None:
     """The per-channel levels ``level`` carries (a :class:`NoiseLevel`), or None (one level for all).
 
