@@ -208,16 +208,18 @@ class _Job:
 
     def set_estimates(self, raw: list[list[float]]) -> None:
         """Fold the raw estimates through the tracker in frame order, as an uninterrupted run does."""
-        from .noise.estimate import SigmaTracker
+        from .noise.estimate import SigmaTracker, level_from_json, level_to_json
 
+        levels = [[None if v is None else level_from_json(v) for v in values] for values in raw]   # as saved, too
         tmp = self.folder / ".sigmas.json.tmp"
-        tmp.write_text(json.dumps(raw), encoding="utf-8")
+        tmp.write_text(json.dumps([[None if v is None else level_to_json(v) for v in values] for values in levels]),
+                       encoding="utf-8")
         os.replace(tmp, self.folder / "sigmas.json")
         tracker = SigmaTracker(self.config.noise.smoothing)
-        self.sigmas, self.trackers = [], []   # per frame; per segment, the value after its last frame
-        for values in raw:
+        self.sigmas, self.trackers = [], []   # per frame; per segment, the state after its last frame
+        for values in levels:
             self.sigmas += [tracker.update(value) for value in values]
-            self.trackers.append(tracker.value)
+            self.trackers.append(tracker.state())
 
     def task_sigmas(self, number: int) -> list[float] | None:
         """The sigmas of the frames a segment decodes (its context included)."""
@@ -235,9 +237,11 @@ class _Job:
             self.result.warnings.append(f"segment {number}: {problems}")
         self.result.cpu_seconds += record.pop("cpu_seconds", 0.0)
         if self.sigmas is not None:  # what --resume needs to continue this job in order
+            from .noise.estimate import level_to_json
+
             first, stop = self.plan.bounds[number]
             record["tracker"] = self.trackers[number]
-            record["tail_sigmas"] = self.sigmas[max(first, stop - CONTEXT):stop]
+            record["tail_sigmas"] = [level_to_json(v) for v in self.sigmas[max(first, stop - CONTEXT):stop]]
         self.job.record(number, record)
         self.result.segments_done += 1
 

@@ -174,7 +174,8 @@ class Manifest:
 
     ``segments`` maps a segment number (as a string) to its record: ``file``, ``first``,
     ``stop``, ``frames``, ``sha256``, and for ``sigma: auto`` ``tracker`` (the smoothed
-    sigma after its last frame) and ``tail_sigmas`` (the sigmas of its last two frames).
+    sigma after its last frame, :meth:`~streamden.noise.estimate.SigmaTracker.state`) and
+    ``tail_sigmas`` (the sigmas of its last two frames, :func:`~streamden.noise.estimate.level_to_json`).
 
     >>> m = Manifest(source={"path": "in.mp4"}, settings={}, bounds=[[0, 8]])
     >>> m.done(0)
@@ -265,7 +266,7 @@ class _SegmentUpload(Node):
 
     def __init__(self, device, sigma: float | None, smoothing: float, first: int, stop: int,
                  tracker: float | None, tail: list[float]) -> None:
-        from .noise.estimate import SigmaTracker
+        from .noise.estimate import SigmaTracker, level_from_json
 
         from .transfer import HostToDevice
 
@@ -273,8 +274,8 @@ class _SegmentUpload(Node):
         self.device, self.sigma, self.first, self.stop = device, sigma, first, stop
         self.to_device = HostToDevice(device)
         self.tracker = SigmaTracker(smoothing)
-        self.tracker.value = tracker
-        self.context = dict(zip(range(first - len(tail), first), tail))
+        self.tracker.restore(tracker)
+        self.context = dict(zip(range(first - len(tail), first), map(level_from_json, tail)))
         self.tail: dict[int, float] = {}
         self.tracker_after: float | None = None
 
@@ -291,7 +292,7 @@ class _SegmentUpload(Node):
             if frame.index >= self.stop - CONTEXT and frame.index < self.stop:
                 self.tail[frame.index] = sigma
             if frame.index == self.stop - 1:
-                self.tracker_after = self.tracker.value
+                self.tracker_after = self.tracker.state()
         out = frame.with_image(tensor)
         out.sigma = sigma
         yield out
@@ -537,8 +538,10 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
     record: dict[str, Any] = {"file": path.name, "first": first, "stop": stop, "frames": sink.frames_written,
                               "sha256": checksum(path)}
     if spec.fixed_sigma is None and sigmas is None:
+        from .noise.estimate import level_to_json
+
         record["tracker"] = upload.tracker_after
-        record["tail_sigmas"] = [upload.tail[i] for i in sorted(upload.tail)]
+        record["tail_sigmas"] = [level_to_json(upload.tail[i]) for i in sorted(upload.tail)]
     record["_report"] = report                          # for the caller; never saved
     record["_problems"] = getattr(inner, "problems", None)
     record["_cpu_seconds"] = time.process_time() - cpu_started

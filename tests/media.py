@@ -379,6 +379,31 @@ def make_truncated_copy(src, dst, keep: float = 0.5) -> Path:
     return dst
 
 
+def make_dark_camera_clip(path, frames: int = 12, size: tuple[int, int] = (64, 48)) -> Path:
+    """A lossless FFV1 clip of camera noise (iso3200) over a softly textured deep blue (13, 84, 226):
+    its red channel is clipped at 0 on about half its pixels, so ``--sigma auto`` gives red its own
+    level (:class:`streamden.noise.estimate.NoiseLevel`). ``size`` is ``(width, height)``."""
+    import av
+    import torch
+
+    from streamden.noise.degrade import CAMERA_LEVELS, camera_noise
+
+    width, height = size
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(frames, 1, height, width, generator=g), 9, 1, 4)
+    clean = (torch.tensor([13.0, 84.0, 226.0]).view(1, 3, 1, 1) / 255 + (texture - 0.5) * 0.05).clamp(0, 1)
+    noisy, _ = camera_noise(clean, CAMERA_LEVELS["iso3200"], seed=1)
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        for frame in noisy:
+            image = (frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
 def read_frames(path) -> Sequence[np.ndarray]:
     """Decode every video frame of ``path`` as RGB uint8 (for quick checks in tests).
 

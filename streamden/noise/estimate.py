@@ -294,6 +294,26 @@ def scaled_level(level: float, factor: float) -> float:
     return level.scaled(factor) if isinstance(level, NoiseLevel) else float(level) * factor
 
 
+def level_to_json(level: float) -> float | list[float]:
+    """``level`` for a JSON file (a resumable job's manifest): a number, or ``[overall, r, g, b]``
+    where it carries per-channel levels; :func:`level_from_json` reads it back.
+
+    >>> level_to_json(12.5), level_to_json(NoiseLevel(10.0, (30.0, 10.0, 10.0)))
+    (12.5, [10.0, 30.0, 10.0, 10.0])
+    >>> level_from_json([10.0, 30.0, 10.0, 10.0]).channels, level_from_json(12.5)
+    ((30.0, 10.0, 10.0), 12.5)
+    """
+    own = channel_levels(level)
+    return float(level) if own is None else [float(level), *own]
+
+
+def level_from_json(value: float | Sequence[float]) -> float:
+    """A level written by :func:`level_to_json` (a level itself passes through)."""
+    if isinstance(value, (list, tuple)):
+        return NoiseLevel(value[0], value[1:])
+    return value if isinstance(value, NoiseLevel) else float(value)
+
+
 def channel_levels(level: float | None) -> tuple[float, float, float] | None:
     """The per-channel levels ``level`` carries (a :class:`NoiseLevel`), or None (one level for all).
 
@@ -528,6 +548,26 @@ class SigmaTracker:
         ratios = np.ones(3) if own is None or float(sigma) <= 0 else np.asarray(own, np.float64) / float(sigma)
         fresh = self.ratios is None or self.value is None
         self.ratios = ratios if fresh else self.smoothing * self.ratios + (1.0 - self.smoothing) * ratios
+
+    def state(self) -> float | list[float] | None:
+        """What :meth:`restore` needs to go on smoothing where this tracker stopped (a resumable
+        job's next segment): the smoothed level, with the channels' ratios where it has any (JSON).
+
+        >>> tracker = SigmaTracker(0.5); _ = tracker.update(NoiseLevel(10.0, (20.0, 10.0, 10.0)))
+        >>> other = SigmaTracker(0.5); other.restore(tracker.state())
+        >>> other.update(10.0).channels == tracker.update(10.0).channels
+        True
+        """
+        if self.value is None or self.ratios is None:
+            return self.value
+        return [self.value, *(float(r) for r in self.ratios)]
+
+    def restore(self, state: float | Sequence[float] | None) -> None:
+        """Continue from a :meth:`state` (None: from the start)."""
+        if state is None or isinstance(state, (int, float)):
+            self.value, self.ratios = state, None
+        else:
+            self.value, self.ratios = float(state[0]), np.asarray(state[1:], np.float64)
 
     def hold(self) -> float:
         """The current level, for a frame that was not estimated (live reads one frame in a few);

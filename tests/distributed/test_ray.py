@@ -21,7 +21,7 @@ from streamden.config import make_config  # noqa: E402
 from streamden.distributed import denoise_batch, denoise_on_ray, verify  # noqa: E402
 from streamden.errors import Cancelled  # noqa: E402
 from streamden.segments import work_dir  # noqa: E402
-from tests.media import make_text_file, make_video, packet_stats, read_frames  # noqa: E402
+from tests.media import make_dark_camera_clip, make_text_file, make_video, packet_stats, read_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES, SIZE = 24, (64, 48)
@@ -118,6 +118,24 @@ def test_restarted_job_resumes_from_the_manifest(local_ray, clip, random_weights
     assert (result.segments_skipped, result.segments_done) == (1, 2)
     assert not folder.exists()
     _assert_same(read_frames(out), _single_process(clip, random_weights, "auto")[0])
+
+
+def test_a_restarted_job_keeps_a_clipped_channels_own_level(local_ray, random_weights, tmp_path):
+    # dark footage: the first pass's estimates carry red's own level (sigmas.json, the manifest)
+    dark = make_dark_camera_clip(tmp_path / "dark.mkv", frames=FRAMES)
+    out = tmp_path / "out.mkv"
+    config = _config(random_weights, "auto")
+
+    def interrupt(job, number: int) -> None:
+        raise KeyboardInterrupt
+    with pytest.raises(Cancelled, match="rerun"):
+        denoise_on_ray(dark, out, config=config, workers=1, on_segment=interrupt)
+    estimates = json.loads((work_dir(out) / "sigmas.json").read_text())
+    assert all(isinstance(v, list) and len(v) == 4 for v in estimates[0])
+    denoise_on_ray(dark, out, config=config)
+    whole = tmp_path / "whole.mkv"
+    denoise_video(dark, whole, preset=None, codec="ffv1", model=str(random_weights), sigma="auto", handle_signals=False)
+    _assert_same(read_frames(out), read_frames(whole))
 
 
 def test_verify_finds_a_damaged_segment(local_ray, clip, random_weights, tmp_path):

@@ -25,7 +25,7 @@ from streamden.errors import Cancelled
 from streamden.io.atomic import partial_path
 from streamden.io.isolated import CRASH_ENV
 from streamden.segments import denoise_segmented, work_dir
-from tests.media import make_video, packet_stats, read_frames
+from tests.media import make_dark_camera_clip, make_video, packet_stats, read_frames
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRESS = re.compile(r"\|\s*(\d+)/\d+ |: (\d+)frame ")  # tqdm with and without a known total
@@ -167,6 +167,31 @@ def test_resume_continues_without_redoing_and_equals_an_uninterrupted_run(tmp_pa
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
     audio = [[(pts, size) for pts, _, size in packet_stats(path)["audio"]] for path in (out, whole)]
     assert audio[0] == audio[1]  # copied once, whole: same packets at the same times
+
+
+def test_resume_keeps_a_clipped_channels_own_level_across_segments(tmp_path, random_weights):
+    # The manifest carries the tracker's channel ratios and the tail frames' own levels, so a
+    # resumed job on dark footage equals an uninterrupted one (without them: frames differ).
+    from streamden.noise.estimate import channel_levels, estimate_level
+
+    src = make_dark_camera_clip(tmp_path / "dark.mkv", frames=12)
+    assert channel_levels(estimate_level(read_frames(src)[0])) is not None
+    config = _config(model=str(random_weights), sigma="auto")
+    whole = tmp_path / "whole.mkv"
+    denoise_video(src, whole, preset=None, model=str(random_weights), sigma="auto", codec="ffv1", handle_signals=False)
+    out = tmp_path / "out.mkv"
+
+    def stop_after_one(number: int) -> None:
+        if number == 0:
+            raise Cancelled("test interruption")
+    with pytest.raises(Cancelled):
+        denoise_segmented(src, out, config=config, handle_signals=False, after_segment=stop_after_one)
+    record = json.loads((work_dir(out) / "manifest.json").read_text())["segments"]["0"]
+    assert len(record["tracker"]) == 4 and all(len(v) == 4 for v in record["tail_sigmas"])
+    denoise_segmented(src, out, config=config, handle_signals=False)
+    got, want = read_frames(out), read_frames(whole)
+    assert len(got) == len(want) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
 def test_resume_writes_an_image_sequence_equal_to_a_plain_run_file_for_file(tmp_path, random_weights):
