@@ -47,6 +47,7 @@ from .errors import InputError
 from .metrics import psnr_per_image, ssim_per_image
 from .models.fastdvdnet import WINDOW
 from .noise.degrade import Degradation, degrade, effective_level
+from .noise.estimate import channel_levels
 from .noise.synth import noisy_8bit
 from .train.data import find_clips, read_clip
 
@@ -299,6 +300,23 @@ def auto_denoise(engine: "Engine", noisy: torch.Tensor) -> tuple[torch.Tensor, l
     return engine.denoise_clip(noisy, levels), levels
 
 
+def auto_setting(levels: Sequence[float]) -> str:
+    """How ``--sigma auto`` ran, for a table row: the mean level, and how many frames gave a
+    clipped colour channel its own level (:class:`~streamden.noise.estimate.NoiseLevel`).
+
+    >>> from streamden.noise.estimate import NoiseLevel
+    >>> auto_setting([10.0, NoiseLevel(12.0, (30.0, 12.0, 12.0))])
+    'auto, mean 11.0, 1 of 2 frames with a channel at its own level (mean r 30.0, g 12.0, b 12.0)'
+    """
+    own = [channel_levels(v) for v in levels if channel_levels(v) is not None]
+    line = f"auto, mean {np.mean([float(v) for v in levels]):.1f}"
+    if own:
+        means = np.mean(own, axis=0)
+        line += (f", {len(own)} of {len(levels)} frames with a channel at its own level "
+                 f"(mean r {means[0]:.1f}, g {means[1]:.1f}, b {means[2]:.1f})")
+    return line
+
+
 def _best_over_grid(clean: torch.Tensor, run: Callable[[float], torch.Tensor], base: float,
                     grid: Sequence[float]) -> tuple[torch.Tensor, str]:
     """Run ``run(k * base)`` for every ``k`` of the grid; the output with the best PSNR and its setting."""
@@ -436,7 +454,7 @@ def _evaluate_degraded(result: EvalResult, engine: "Engine", clips: list, degrad
                 "nlm": lambda: _best_over_grid(clean, lambda h: nlm_denoise(noisy, h, h_per_sigma=1.0), level, NLM_GRID),
                 "cbm3d": lambda: _best_over_grid(clean, lambda s: cbm3d_denoise(noisy, s), level, CBM3D_GRID),
                 "single": lambda: (single_frame_denoise(engine, noisy, level), f"level {level:.1f}"),
-                "model": lambda: (lambda out, used: (out, f"auto, mean {np.mean(used):.1f}"))(*auto_denoise(engine, noisy)),
+                "model": lambda: (lambda out, used: (out, auto_setting(used)))(*auto_denoise(engine, noisy)),
                 "fixed": lambda: _best_over_grid(clean, lambda s: engine.denoise_clip(noisy, s), level, MODEL_GRID),
             }
             for method in METHOD_ORDER:
