@@ -65,6 +65,11 @@ def _audio(path: Path) -> list[tuple[float | None, int]]:
     return [(pts, size) for pts, _, size in packet_stats(path)["audio"]]
 
 
+def _interrupt(job, number: int) -> None:
+    """``on_segment``: Ctrl-C after the first segment finished."""
+    raise KeyboardInterrupt
+
+
 def _assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     assert len(got) == len(want) == FRAMES
     differ = [i for i, (a, b) in enumerate(zip(got, want)) if not np.array_equal(a, b)]
@@ -105,11 +110,8 @@ def test_killed_task_is_retried_and_output_is_exact(local_ray, clip, random_weig
 def test_restarted_job_resumes_from_the_manifest(local_ray, clip, random_weights, tmp_path):
     out = tmp_path / "out.mkv"
     config = _config(random_weights, "auto")
-
-    def interrupt(job, number: int) -> None:
-        raise KeyboardInterrupt
     with pytest.raises(Cancelled, match="rerun"):
-        denoise_on_ray(clip, out, config=config, workers=1, on_segment=interrupt)
+        denoise_on_ray(clip, out, config=config, workers=1, on_segment=_interrupt)
     folder = work_dir(out)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert list(manifest["segments"]) == ["0"] and not out.exists()
@@ -125,11 +127,8 @@ def test_a_restarted_job_keeps_a_clipped_channels_own_level(local_ray, random_we
     dark = make_dark_camera_clip(tmp_path / "dark.mkv", frames=FRAMES)
     out = tmp_path / "out.mkv"
     config = _config(random_weights, "auto")
-
-    def interrupt(job, number: int) -> None:
-        raise KeyboardInterrupt
     with pytest.raises(Cancelled, match="rerun"):
-        denoise_on_ray(dark, out, config=config, workers=1, on_segment=interrupt)
+        denoise_on_ray(dark, out, config=config, workers=1, on_segment=_interrupt)
     estimates = json.loads((work_dir(out) / "sigmas.json").read_text())
     assert all(isinstance(v, list) and len(v) == 4 for v in estimates[0])
     denoise_on_ray(dark, out, config=config)
@@ -140,11 +139,8 @@ def test_a_restarted_job_keeps_a_clipped_channels_own_level(local_ray, random_we
 
 def test_verify_finds_a_damaged_segment(local_ray, clip, random_weights, tmp_path):
     out = tmp_path / "out.mkv"
-
-    def interrupt(job, number: int) -> None:
-        raise KeyboardInterrupt
     with pytest.raises(Cancelled):
-        denoise_on_ray(clip, out, config=_config(random_weights), workers=1, on_segment=interrupt)
+        denoise_on_ray(clip, out, config=_config(random_weights), workers=1, on_segment=_interrupt)
     segment = work_dir(out) / "seg_00000.mkv"
     segment.write_bytes(segment.read_bytes()[:-10])
     report = verify(out)
@@ -231,11 +227,8 @@ def test_resume_continues_a_ray_job_and_the_result_is_exact(local_ray, clip, ran
 
     config = _config(random_weights, "auto")
     out = tmp_path / "out.mkv"
-
-    def interrupt(job, number: int) -> None:
-        raise KeyboardInterrupt
     with pytest.raises(Cancelled):
-        denoise_on_ray(clip, out, config=config, workers=1, on_segment=interrupt)
+        denoise_on_ray(clip, out, config=config, workers=1, on_segment=_interrupt)
     report = denoise_segmented(clip, out, config=config, handle_signals=False)
     assert report.segments_skipped >= 1 and report.segments_skipped + report.segments_done == 3
     _assert_same(read_frames(out), _single_process(clip, random_weights, "auto")[0])
