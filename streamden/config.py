@@ -45,6 +45,7 @@ class ModelConfig:
     tile: int = 0                        # run the network on tiles of this size (0 = whole frames; CUDA OOM tiles anyway)
     tile_overlap: int = 0                # tile margin in pixels (0 = the network's receptive field, exact)
     ensemble: int = 1                    # 1, 2, 4 or 8 flipped/rotated passes averaged: better, that many times slower
+    refine: bool = True                  # a flow-aligned Wiener pass over the network's output (models/refine.py)
 
     def __post_init__(self) -> None:
         from .models.ensemble import check_ensemble
@@ -389,6 +390,7 @@ OPTION_KEYS = {
     "hwaccel": "input.hwaccel",
     "tile": "model.tile",
     "ensemble": "model.ensemble",
+    "refine": "model.refine",
     "segment_frames": "job.segment_frames",
     "adapt": "adapt.enabled",
     "adapt_seconds": "adapt.seconds",

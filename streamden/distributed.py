@@ -2,12 +2,13 @@
 
 A job is the resumable job of :mod:`streamden.segments` run in parallel: the video is
 planned into segments at keyframes, each segment is one Ray task that decodes it with
-``CONTEXT`` (2) frames on each side, denoises, keeps its own frames and encodes them into
-``seg_NNNNN.EXT`` in the work folder ``.OUT.segments/`` beside the output. The driver
-records every finished segment in the same ``manifest.json`` as ``--resume`` (so either
-can continue the other's job), retries tasks whose worker died (``max_retries``), and
-joins the segments once all are done: video packets copied in order, audio and subtitles
-remuxed once from the source. The result equals a single-process run frame for frame.
+``CONTEXT_BEFORE`` (4) frames before it and ``CONTEXT`` (2) after, denoises, keeps its own
+frames and encodes them into ``seg_NNNNN.EXT`` in the work folder ``.OUT.segments/`` beside
+the output. The driver records every finished segment in the same ``manifest.json`` as
+``--resume`` (so either can continue the other's job), retries tasks whose worker died
+(``max_retries``), and joins the segments once all are done: video packets copied in
+order, audio and subtitles remuxed once from the source. The result equals a
+single-process run frame for frame.
 
 **Sigma.** A fixed sigma needs nothing more. With ``sigma: auto`` a frame's sigma is an
 exponential moving average over every earlier frame, so segments are not independent: a
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import Cancelled, ConfigError, InputError, OutputError, StreamdenError
-from .segments import (CONTEXT, Manifest, SegmentJob, checksum, denoise_segment, denoise_segmented, estimate_segment,
+from .segments import (CONTEXT, CONTEXT_BEFORE, Manifest, SegmentJob, checksum, denoise_segment, denoise_segmented, estimate_segment,
                        plan_segments, segment_frames, work_dir)
 
 __all__ = ["RAY_MISSING", "import_ray", "connect", "denoise_on_ray", "denoise_batch", "expand_inputs",
@@ -227,7 +228,7 @@ class _Job:
             return None
 
         first, stop = self.plan.bounds[number]
-        return self.sigmas[max(0, first - CONTEXT):min(self.plan.frames, stop + CONTEXT)]
+        return self.sigmas[max(0, first - CONTEXT_BEFORE):min(self.plan.frames, stop + CONTEXT)]
 
     def record(self, number: int, record: dict[str, Any]) -> None:
         """A segment finished: record it in the manifest (replaced atomically)."""
@@ -239,9 +240,9 @@ class _Job:
         if self.sigmas is not None:  # what --resume needs to continue this job in order
             from .noise.estimate import level_to_json
 
-            first, stop = self.plan.bounds[number]
+            _, stop = self.plan.bounds[number]
             record["tracker"] = self.trackers[number]
-            record["tail_sigmas"] = [level_to_json(v) for v in self.sigmas[max(first, stop - CONTEXT):stop]]
+            record["tail_sigmas"] = [level_to_json(v) for v in self.sigmas[max(0, stop - CONTEXT_BEFORE):stop]]
         self.job.record(number, record)
         self.result.segments_done += 1
 

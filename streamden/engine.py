@@ -44,10 +44,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .align import make_aligner
+from .align.flow import make_flow_estimator
 from .errors import ConfigError
 from .models.accel import InferenceOptions, NetworkRunner
 from .models.ensemble import with_ensemble
 from .models.fastdvdnet import crop_to, pad_to_multiple
+from .models.refine import WienerRefiner
 from .models.registry import load_model, model_alignment
 from .models.streaming import HALF, StreamingDenoiser, channel_maps, run_per_channel, sigma_per_frame
 from .models.tiling import maybe_tiled
@@ -195,7 +197,16 @@ class Engine:
         """
         aligner = make_aligner(self.config.align, self.device, self.model_align)
         return StreamingDenoiser(self.runner, device=self.device, aligner=aligner, lookahead=lookahead,
-                                 strength=self.strength)
+                                 strength=self.strength, refiner=self.refiner())
+
+    def refiner(self) -> WienerRefiner | None:
+        """A fresh Wiener pass over the network's output for one sequence (``model.refine``),
+        with the flow settings of ``align`` (whatever ``align.mode``), or None when it is off."""
+        if not self.config.model.refine:
+            return None
+        align = self.config.align
+        estimator = make_flow_estimator(align.flow, self.device, preset=align.preset, prefilter=align.prefilter)
+        return WienerRefiner(estimator, strength=self.strength)
 
     def denoise_clip(self, frames: torch.Tensor, sigma: float | torch.Tensor | Sequence[float]) -> torch.Tensor:
         """A whole clip ``(T, 3, H, W)`` in [0, 1] with one sigma or one per frame (0-255; a list

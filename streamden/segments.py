@@ -18,12 +18,15 @@ How it works (``streamden denoise IN -o OUT --resume``, or :func:`denoise_segmen
    finished segment its file, frame count and SHA-256. The manifest is replaced
    atomically after each segment, so a kill at any moment leaves a consistent one.
 3. **Exactness.** FastDVDnet's output for frame ``t`` depends only on the frames
-   ``t-2 .. t+2`` (reflected at the ends of the whole video) and their sigmas. Each segment
-   therefore decodes 2 frames of context on each side, denoises them too, and keeps only
-   its own frames, so the joined result equals an uninterrupted run frame for frame. With
+   ``t-2 .. t+2`` (reflected at the ends of the whole video) and their sigmas; the Wiener
+   pass over it (``model.refine``) also reads the outputs of ``t-2`` and ``t-1``, so frame
+   ``t`` depends on the frames ``t-4 .. t+2``. Each segment therefore decodes
+   ``CONTEXT_BEFORE`` (4) frames of context before it and ``CONTEXT`` (2) after, denoises
+   them too, and keeps only its own frames, so the joined result equals an uninterrupted
+   run frame for frame. With
    ``sigma: auto`` the per-frame estimate is smoothed by an exponential moving average,
    which depends on all earlier frames: the manifest records, per segment, the tracker's
-   value after its last frame and the sigmas of its last two frames, and the next segment
+   value after its last frame and the sigmas of its last four frames, and the next segment
    starts from them. Segments must then run in order (as resuming does); running them in
    parallel (scale-out) needs a fixed sigma, or a first pass that estimates the sigmas.
 4. **Join.** Video packets of the segments are copied into the output, in order, packet
@@ -63,12 +66,16 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = ["SegmentPlan", "plan_segments", "work_dir", "Manifest", "join_segments", "JobSpec", "SegmentJob",
-           "job_settings", "checksum", "denoise_segment", "estimate_segment", "segment_frames", "denoise_segmented", "CONTEXT"]
+           "job_settings", "checksum", "denoise_segment", "estimate_segment", "segment_frames", "denoise_segmented", "CONTEXT",
+           "CONTEXT_BEFORE"]
 
 log = logging.getLogger(__name__)
 
-#: Frames of context on each side of a segment: FastDVDnet's window is t-2 .. t+2.
+#: Frames of context after a segment: FastDVDnet's window is t-2 .. t+2.
 CONTEXT = 2
+#: Frames of context before a segment: the window, and the two earlier outputs the Wiener pass
+#: reads (:mod:`streamden.models.refine`).
+CONTEXT_BEFORE = 4
 MANIFEST_VERSION = 1
 
 
@@ -175,7 +182,7 @@ class Manifest:
     ``segments`` maps a segment number (as a string) to its record: ``file``, ``first``,
     ``stop``, ``frames``, ``sha256``, and for ``sigma: auto`` ``tracker`` (the smoothed
     sigma after its last frame, :meth:`~streamden.noise.estimate.SigmaTracker.state`) and
-    ``tail_sigmas`` (the sigmas of its last two frames, :func:`~streamden.noise.estimate.level_to_json`).
+    ``tail_sigmas`` (the sigmas of its last ``CONTEXT_BEFORE`` frames, :func:`~streamden.noise.estimate.level_to_json`).
 
     >>> m = Manifest(source={"path": "in.mp4"}, settings={}, bounds=[[0, 8]])
     >>> m.done(0)
@@ -289,10 +296,10 @@ class _SegmentUpload(Node):
             sigma = self.context[frame.index]
         else:
             sigma = self.tracker.update(estimate_level(tensor))
-            if frame.index >= self.stop - CONTEXT and frame.index < self.stop:
-                self.tail[frame.index] = sigma
             if frame.index == self.stop - 1:
                 self.tracker_after = self.tracker.state()
+        if self.sigma is None and self.stop - CONTEXT_BEFORE <= frame.index < self.stop:
+            self.tail[frame.index] = sigma    # a segment shorter than the context passes on earlier ones too
         out = frame.with_image(tensor)
         out.sigma = sigma
         yield out
@@ -497,7 +504,7 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
                     sigmas: list[float] | None = None, tracker: float | None = None, tail: list[float] = (),
                     handle_signals: bool = False, on_frame: Callable[[Frame], None] | None = None,
                     tap: Node | None = None) -> dict[str, Any]:
-    """Denoise segment ``number`` (its frames plus ``CONTEXT`` on each side) into its file or
+    """Denoise segment ``number`` (its frames, ``CONTEXT_BEFORE`` before them and ``CONTEXT`` after) into its file or
     folder in the work folder and return its manifest record.
 
     The sigma follows an uninterrupted run: fixed (``spec.fixed_sigma``), or ``sigmas`` worked
@@ -519,7 +526,7 @@ def denoise_segment(spec: JobSpec, plan: SegmentPlan, number: int, engine: "Engi
     config = spec.config
     device = engine.device
     first, stop = plan.bounds[number]
-    start, end = max(0, first - CONTEXT), min(plan.frames, stop + CONTEXT)
+    start, end = max(0, first - CONTEXT_BEFORE), min(plan.frames, stop + CONTEXT)
     inner, source = _range_source(spec, plan, start, end)
     if sigmas is not None:
         upload: Node = _GivenSigmaUpload(device, start, sigmas)

@@ -35,6 +35,7 @@ from .fastdvdnet import WINDOW, crop_to, pad_to_multiple
 
 if TYPE_CHECKING:
     from ..align import WindowAligner
+    from .refine import WienerRefiner
 
 HALF = WINDOW // 2   # frames on each side of the centre: the look-ahead latency
 
@@ -123,7 +124,7 @@ def _run_at(stage: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs:
 
 
 def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torch.Tensor,
-                     aligner: "WindowAligner | None" = None) -> torch.Tensor:
+                     aligner: "WindowAligner | None" = None, refiner: "WienerRefiner | None" = None) -> torch.Tensor:
     """Denoise a whole sequence the plain way (four blocks per frame, no cache): the reference.
 
     ``frames`` is ``(T, 3, H, W)`` in [0, 1] on the model's device; ``sigma`` is one value or
@@ -131,7 +132,8 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
     rule (triplet: its centre frame's sigma; stage 2: the output frame's) is the module's.
     With an ``aligner`` each window is first warped onto its centre frame; with a
     ``window="triplet"`` aligner each triplet onto its own centre, and the three stage-1
-    outputs onto the output frame (see :class:`streamden.align.WindowAligner`).
+    outputs onto the output frame (see :class:`streamden.align.WindowAligner`). With a
+    ``refiner`` each output then goes through its Wiener pass (:mod:`streamden.models.refine`).
 
     >>> from streamden.models.fastdvdnet import FastDVDnet
     >>> denoise_sequence(FastDVDnet().eval(), torch.rand(3, 3, 10, 14), 20.0).shape
@@ -145,6 +147,8 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
     outputs = []
     if aligner is not None:
         aligner.reset()
+    if refiner is not None:
+        refiner.reset()
     with torch.no_grad():
         for t in range(count):
             idx = window_indices(t, count)
@@ -158,8 +162,10 @@ def denoise_sequence(model: nn.Module, frames: torch.Tensor, sigma: float | torc
             middle = _run_at(model.stage1, triplets, [sigmas[idx[i + 1]] for i in range(3)])  # (3, 3, Hp, Wp)
             if per_triplet:
                 middle = aligner.onto(idx[2], list(middle), idx[1:4])
-            out = _run_at(model.stage2, middle.unsqueeze(0), [sigmas[t]])
-            outputs.append(crop_to(out[0], size).clamp(0.0, 1.0))
+            out = _run_at(model.stage2, middle.unsqueeze(0), [sigmas[t]])[0].clamp(0.0, 1.0)
+            if refiner is not None:
+                out = refiner.push(t, padded[t], out)
+            outputs.append(crop_to(out, size))
             if aligner is not None:
                 aligner.evict(t - 1)
     return torch.stack(outputs)
@@ -196,7 +202,9 @@ class StreamingDenoiser:
     still estimated once per frame pair). A ``window="triplet"`` aligner keeps the cache:
     each triplet is aligned onto its own centre and the cached stage-1 outputs are warped
     onto the output frame (two blocks per frame). ``strength`` scales every sigma pushed
-    (``noise.strength``).
+    (``noise.strength``). With a ``refiner`` (:class:`~streamden.models.refine.WienerRefiner`,
+    ``model.refine``) each network output goes through its Wiener pass with the frame's
+    noisy input before it is returned (no added latency: the pass looks back only).
 
     A single-stage network (``model.single_stage``, :class:`~streamden.models.lite.LiteDVD`)
     whose stage 2 only picks the middle triplet's output costs one block per output frame:
@@ -214,13 +222,14 @@ class StreamingDenoiser:
 
     def __init__(self, model: "nn.Module | NetworkRunner", device: str | torch.device = "cpu",
                  options: InferenceOptions | None = None, aligner: "WindowAligner | None" = None,
-                 lookahead: int = HALF, strength: float = 1.0):
+                 lookahead: int = HALF, strength: float = 1.0, refiner: "WienerRefiner | None" = None):
         if lookahead not in (0, 1, 2):
             raise ValueError(f"StreamingDenoiser: lookahead must be 0, 1 or 2 frames, got {lookahead!r}")
         self.lookahead = lookahead
         self.strength = float(strength)   # every sigma pushed is scaled by it (noise.strength)
         self.device = torch.device(device)
         self.aligner = aligner
+        self.refiner = refiner
         # A network is wrapped in a runner; anything else is a runner already (torch or onnxruntime).
         self.runner = NetworkRunner(model, self.device, options) if isinstance(model, nn.Module) else model
         self.batch = int(self.runner.options.batch)
@@ -240,6 +249,8 @@ class StreamingDenoiser:
         self._size: tuple[int, int] | None = None
         if self.aligner is not None:
             self.aligner.reset()
+        if self.refiner is not None:
+            self.refiner.reset()
 
     def push(self, frame: torch.Tensor, sigma: float) -> list[tuple[int, torch.Tensor]]:
         """Add the next frame ``(3, H, W)`` in [0, 1] and its sigma (0-255); return the outputs now ready."""
@@ -287,7 +298,10 @@ class StreamingDenoiser:
                 out = _run_at(self.runner.stage2, middle, [self._sigmas[t] for t in ts])  # (k, 3, Hp, Wp)
         ready = []
         for i, t in enumerate(ts):
-            ready.append((self._base + t, crop_to(out[i], self._size).clamp(0.0, 1.0)))
+            image = out[i].clamp(0.0, 1.0)
+            if self.refiner is not None:
+                image = self.refiner.push(t, self._frames[t], image)
+            ready.append((self._base + t, crop_to(image, self._size)))
         self._next = ts[-1] + 1
         self._evict(ts[-1])
         return ready

@@ -6,6 +6,7 @@ from streamden.align import DISFlow, WindowAligner
 from streamden.api import Denoiser, denoise_video
 from streamden.cli import main
 from streamden.io import open_source
+from streamden.models.refine import WienerRefiner
 from streamden.models.registry import load_model
 from streamden.models.streaming import denoise_sequence
 from streamden.tensors import image_to_tensor, tensor_to_image
@@ -23,7 +24,8 @@ def test_denoise_video_with_flow_alignment_matches_the_reference(tmp_path, rando
     frames = torch.stack([image_to_tensor(f.image) for f in source.generate()])   # decoded as the graph does
     source.close()
     expected = denoise_sequence(load_model(str(random_weights)), frames, 20.0,
-                                WindowAligner(DISFlow("medium", prefilter=1.0), window="triplet"))
+                                WindowAligner(DISFlow("medium", prefilter=1.0), window="triplet"),
+                                WienerRefiner(DISFlow("medium", prefilter=1.0)))
     got = [read_frames(path)[0] for path in sorted(dst.parent.glob("*.png"))]
     assert len(got) == 8
     for out, ref in zip(got, expected):
