@@ -658,6 +658,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="motion alignment of the model's windows (default auto: what the model was trained with)")
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="the network's self-ensemble: 1, 2, 4 or 8 flipped/rotated passes averaged (model.ensemble)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="the network alone, without the Wiener pass over its output (model.refine)")
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--csv", help="write the table as CSV")
     p.set_defaults(run=_run_eval)
@@ -690,7 +692,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         baselines += ("single",)
     result = evaluate(args.clean, sigmas, model=args.model, frames=args.frames, crop=args.crop,
                       seed=args.seed, device=str(resolve_device(args.device)), baselines=baselines,
-                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations, ensemble=args.ensemble)
+                      cbm3d=not args.no_cbm3d, align=args.align, degradations=degradations, ensemble=args.ensemble,
+                      refine=not args.no_refine)
     print(result.format_table())
     if args.json:
         result.to_json(args.json)

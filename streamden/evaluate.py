@@ -346,7 +346,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
              crop: int | None = None, seed: int = 0, device: str = "cpu", precision: str = "auto", align: str = "auto",
              baselines: Sequence[str] = ("noisy", "nlm", "single"), cbm3d: bool = True,
              log: Callable[[str], None] = print, degradations: Sequence[Degradation] | None = None,
-             ensemble: int = 1) -> EvalResult:
+             ensemble: int = 1, refine: bool = True) -> EvalResult:
     """Evaluate a model (registry name or ``.safetensors`` path; None = default) and the baselines.
 
     ``clean_dirs`` are clips (frame folders or video files) or folders of clips; ``frames``
@@ -356,7 +356,8 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     bf16 on a CPU with native bf16), aligned as the model card says (``align`` auto) or as
     ``align`` forces: what users get. ``degradations`` replace the Gaussian ``sigmas`` by
     realistic degradations, each method at its best strength (see the module docstring).
-    ``ensemble`` is ``model.ensemble``: the network's passes on flipped and rotated windows.
+    ``ensemble`` is ``model.ensemble``: the network's passes on flipped and rotated windows;
+    ``refine`` is ``model.refine``: the Wiener pass over its output (False: the network alone).
 
     >>> r = evaluate(["../shared/data/val/videos"], [30], frames=8, crop=128)  # doctest: +SKIP
     >>> r.methods                                                              # doctest: +SKIP
@@ -385,7 +386,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
     # auto model (noise.auto_model); --model names one for both.
     job_sigma = "auto" if degradations else sigmas[0]
     engine = Engine(make_config(None, model=model, sigma=job_sigma, device=device, precision=precision, align=align,
-                                ensemble=ensemble))
+                                ensemble=ensemble, refine=refine))
     clips = find_clips(clean_dirs)
     if not clips:
         raise InputError("evaluate: no clips found")
@@ -394,7 +395,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
         "clips": [str(c) for c in clips], "sigmas": [float(s) for s in sigmas], "model": model or "default",
         "network": engine.config.model.name,
         "frames": frames, "crop": crop, "seed": seed, "device": device, "precision": precision, "align": align,
-        "ensemble": ensemble,
+        "ensemble": ensemble, "refine": refine,
         "nlm": f"fastNlMeansDenoisingColoredMulti, temporal window {WINDOW} (reflected at the ends), "
                f"h = hColor = {NLM_H_PER_SIGMA} * sigma, template {NLM_TEMPLATE}, search {NLM_SEARCH}",
         "noise": "Gaussian, clipped to [0, 255] and rounded to 8 bits",

@@ -53,6 +53,11 @@ def test_evaluate_tiny_folder(clip, random_weights, tmp_path, one_thread):
                      cbm3d=False, log=lambda s: None)
     assert again.methods == ["noisy", "model"]
     assert again.get("tiny", 20.0, "noisy").psnr == noisy20.psnr
+    # --no-refine: the network alone, on the same noisy frames
+    alone = evaluate([clip], [20], model=str(random_weights), frames=4, crop=32, seed=3, baselines=("noisy",),
+                     cbm3d=False, log=lambda s: None, refine=False)
+    assert (again.settings["refine"], alone.settings["refine"]) == (True, False)
+    assert alone.get("tiny", 20.0, "model").psnr != again.get("tiny", 20.0, "model").psnr
 
 
 def test_nlm_and_single_frame_shapes(one_thread):
