@@ -5,7 +5,8 @@
 Reads the first ``--frames`` frames of a held-out clip, adds camera-like degradation
 (Gaussian noise of ``--sigma``, then x264 at ``--crf``: streamden.noise.degrade), and
 denoises the clip as ``streamden denoise --sigma auto --strength K`` does (the default model,
-the per-frame estimate smoothed over time, the noise map times K). Writes a 2x crop of the
+the per-frame estimate smoothed over time, the noise map times K, the Wiener pass's noise
+variance times K^2). Writes a 2x crop of the
 middle frame of each, labelled with its strength and PSNR against the clean frame.
 """
 from __future__ import annotations

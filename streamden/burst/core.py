@@ -17,6 +17,7 @@ from ..errors import InputError
 from .fuse import aligned_mean, denoise_single, denoise_windows, residual_guard, robust_merge
 from .global_align import estimate_homography, homography_map, remap
 from .local import LocalAligner
+from ..models.refine import wiener_refine
 from ..noise.estimate import NoiseModel, estimate_noise_model
 from .reference import sharpest
 
@@ -60,7 +61,9 @@ def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise
     (estimated from the reference when None); ``method`` one of :data:`FUSION_METHODS`;
     ``engine`` runs the network (:class:`~streamden.engine.Engine`; when None and the method
     needs one, the ``night_burst`` preset's: the default model, tiled, its precision);
-    ``refine`` turns the DIS refinement on.
+    ``refine`` turns the DIS refinement of the alignment on. With ``model.refine`` (the engine's
+    config) the network method ends with the Wiener pass over the merged frame
+    (:func:`~streamden.models.refine.wiener_refine`, one frame).
 
     >>> from streamden.config import make_config
     >>> from streamden.engine import Engine
@@ -123,6 +126,8 @@ def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise
     if method == "network":
         std = noise.std_map(merged.unsqueeze(0))[0] / n_eff.sqrt()
         image = residual_guard(merged, denoise_single(engine, merged, std), std)
+        if engine.config.model.refine:   # the Wiener pass on the merged frame: +0.31 dB (README)
+            image = wiener_refine(merged.unsqueeze(0).to(image.device), image.unsqueeze(0), engine.strength)
     else:
         std = noise.std_map(ref.unsqueeze(0))[0]
         image = denoise_windows(engine, ref, aligned, conf, std)
