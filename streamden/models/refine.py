@@ -41,7 +41,7 @@ STRIDE = 3         # pixels between blocks: 2 is 0.04 dB better on average at 2.
 #: training clips (benchmarks/refine_quality.py): 2 suits white and camera noise best, 3 codec
 #: noise; 2.5 is within 0.1 dB of the better of the two on every kind.
 SCALE = 2.5
-BAND = 32          # block rows per band (memory: about 50 MB a band at 1920 pixels wide)
+BAND = 32          # block rows per band (memory: about 100 MB of coefficients a band at 1920 pixels wide)
 
 #: Orthonormal opponent colour transform (rows: mean, red - blue, red + blue - 2 green):
 #: white noise stays white with the same variance in every channel.
