@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import Cancelled, ConfigError, InputError, OutputError, StreamdenError
-from .segments import (CONTEXT, CONTEXT_BEFORE, Manifest, SegmentJob, checksum, denoise_segment, denoise_segmented, estimate_segment,
-                       plan_segments, segment_frames, work_dir)
+from .segments import (CONTEXT, CONTEXT_BEFORE, Manifest, SegmentJob, checksum, denoise_segment, denoise_segmented,
+                       estimate_segment, plan_segments, segment_frames, work_dir)
 
 __all__ = ["RAY_MISSING", "import_ray", "connect", "denoise_on_ray", "denoise_batch", "expand_inputs",
            "verify", "JobResult", "BatchReport", "VerifyReport"]

@@ -126,8 +126,8 @@ def fuse_burst(frames: torch.Tensor, *, reference: int | str = "sharpest", noise
     if method == "network":
         std = noise.std_map(merged.unsqueeze(0))[0] / n_eff.sqrt()
         image = residual_guard(merged, denoise_single(engine, merged, std), std)
-        if engine.config.model.refine:   # the Wiener pass on the merged frame: +0.31 dB (README)
-            image = wiener_refine(merged.unsqueeze(0).to(image.device), image.unsqueeze(0), engine.strength)
+        if engine.config.model.refine:   # the Wiener pass on the merged frame (README "Night-mode bursts")
+            image = wiener_refine(merged.unsqueeze(0), image.unsqueeze(0), engine.strength)
     else:
         std = noise.std_map(ref.unsqueeze(0))[0]
         image = denoise_windows(engine, ref, aligned, conf, std)

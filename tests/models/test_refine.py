@@ -105,3 +105,18 @@ def test_the_stream_refines_each_output_like_the_reference_and_keeps_its_latency
 def test_model_refine_turns_the_pass_on_and_off():
     assert Engine(make_config(None, device="cpu")).stream().refiner is not None
     assert Engine(make_config(None, device="cpu", refine=False)).stream().refiner is None
+
+
+def test_bursts_end_with_the_pass_on_the_merged_frame():
+    from streamden.burst.core import fuse_burst
+    from streamden.noise.estimate import NoiseModel
+
+    clean = _texture(1, 32, 32)[0]
+    burst = torch.stack([_noisy(clean.unsqueeze(0), 20.0, seed=s)[0] for s in range(3)])
+    model = FastDVDnet().eval()
+    results = {}
+    for refine_on in (False, True):
+        engine = Engine(make_config("night_burst", device="cpu", refine=refine_on), model=model)
+        results[refine_on] = fuse_burst(burst, reference=0, engine=engine, noise=NoiseModel.gaussian(20)).image
+    assert results[True].shape == (3, 32, 32)
+    assert float((results[True] - results[False]).abs().max()) > 1e-3
