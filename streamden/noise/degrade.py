@@ -146,10 +146,19 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def _encode_video(frames: np.ndarray, codec: str, crf: int, preset: str) -> np.ndarray:
     """x264/x265 round trip of ``(T, H, W, 3)`` uint8 RGB in memory through PyAV (yuv420p, one
-    thread, x264 without mbtree: the same frames on every run)."""
+    thread, x264 without mbtree: the same frames on every run).
+
+    RGB <-> YUV goes through :mod:`streamden.io.pixels`, as our file jobs decode and encode:
+    PyAV's default conversion darkens every channel by about 1.2 levels per round trip and
+    interpolates chroma coarsely, an error no camera adds and our own decoder does not make.
+    """
     import io
 
     import av
+    from av.video.reformatter import VideoReformatter
+
+    from ..io.frame import ColorInfo
+    from ..io.pixels import rgb_to_video_frame, video_frame_to_rgb
 
     t, h, w, _ = frames.shape
     # yuv420p needs even sizes: pad by edge replication, crop after decoding. libx265 also gets
@@ -160,6 +169,7 @@ def _encode_video(frames: np.ndarray, codec: str, crf: int, preset: str) -> np.n
     if (ph, pw) != (h, w):
         frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     buffer = io.BytesIO()
+    reformatter = VideoReformatter()
     with av.open(buffer, "w", format="matroska") as container:
         name = "libx264" if codec == "x264" else "libx265"
         stream = container.add_stream(name, rate=Fraction(25))
@@ -174,13 +184,13 @@ def _encode_video(frames: np.ndarray, codec: str, crf: int, preset: str) -> np.n
             stream.options = {"crf": str(crf), "preset": preset,
                               "x265-params": "log-level=none:pools=none:frame-threads=1"}
         for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame = rgb_to_video_frame(reformatter, image, "yuv420p", ColorInfo())
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     buffer.seek(0)
     with av.open(buffer, "r") as container:
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        decoded = [video_frame_to_rgb(reformatter, f, deep=False) for f in container.decode(video=0)]
     if len(decoded) != t:
         raise RuntimeError(f"{codec} round trip gave {len(decoded)} frames for {t}")
     return np.stack(decoded)[:, :h, :w]

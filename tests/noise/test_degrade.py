@@ -63,6 +63,15 @@ def test_compress_odd_sizes_and_crf_order():
     assert effective_level(out[35], noisy) > effective_level(out[18], noisy)
 
 
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_video_round_trip_keeps_the_brightness(codec):
+    # A clean clip at a fine CRF comes back without a colour shift: the conversion to and from
+    # yuv420p is our decoder's (PyAV's default darkens every channel by about 1.2 levels).
+    clean = torch.from_numpy(textured(64, 64)).expand(3, 3, 64, 64).contiguous()
+    back = compress(clean, codec, 10)
+    shift = ((back - clean) * 255).mean(dim=(0, 2, 3))
+    assert float(shift.abs().max()) < 0.3, shift
+
 def test_degradation_labels_and_errors():
     grid = degradation_grid(["gaussian", "camera+compressed"], sigmas=[10], isos=["iso800"], codecs=["x264", "jpeg"],
                             crfs=[23], jpeg_qualities=[70])
