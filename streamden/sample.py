@@ -90,8 +90,13 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 1
     about two thirds of the sigma).
     """
     import av  # lazily: the GPU machine renders scenes without PyAV
+    from av.video.reformatter import VideoReformatter
+
+    from .io.frame import ColorInfo
+    from .io.pixels import rgb_to_video_frame
 
     path = Path(path)
+    reformatter = VideoReformatter()
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
         video.width, video.height = frames.shape[2], frames.shape[1]
@@ -101,7 +106,7 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 1
             sound = container.add_stream("aac", rate=48000)
             sound.layout = "mono"
         for image in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            for packet in video.encode(rgb_to_video_frame(reformatter, image, pix_fmt, ColorInfo())):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)

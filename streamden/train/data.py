@@ -122,14 +122,18 @@ def read_video_file(path: str | os.PathLike, max_long_side: int = 0, max_frames:
     torch.uint8
     """
     import av  # lazily: the GPU machines have no PyAV
+    from av.video.reformatter import VideoReformatter
+
+    from ..io.pixels import video_frame_to_rgb
 
     frames = []
+    reformatter = VideoReformatter()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
             for frame in container.decode(video=0):
-                img = _resize_long_side(frame.to_ndarray(format="rgb24"), max_long_side)
+                img = _resize_long_side(video_frame_to_rgb(reformatter, frame, deep=False), max_long_side)
                 frames.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
                 if max_frames > 0 and len(frames) >= max_frames:
                     break
