@@ -77,7 +77,8 @@ def test_the_realistic_model_beats_the_gaussian_one_on_compressed_noise(clip):
     # Why --sigma auto runs fastdvdnet-real (issue 19): camera noise reaches users through a
     # codec. A held-out clip, sigma 15 through x264 CRF 28, each model as --sigma auto runs it;
     # measured +0.83 / +0.70 dB (fastdvdnet_real2 weights), +0.77 / +1.79 (fastdvdnet_real4),
-    # mean PSNR of the 5 frames.
+    # +0.48 / +1.78 (fastdvdnet_real12; x264 round trip converted as our decoder does, with which
+    # real8 made only +0.32 on da_demo1), mean PSNR of the 5 frames, with the Wiener pass.
     from streamden.config import make_config
     from streamden.engine import Engine
     from streamden.evaluate import auto_denoise, centre_crop
