@@ -17,9 +17,9 @@ from ..errors import InputError
 from .fuse import aligned_mean, denoise_single, denoise_windows, residual_guard, robust_merge
 from .global_align import estimate_homography, homography_map, remap
 from .local import LocalAligner
+from .reference import sharpest
 from ..models.refine import wiener_refine
 from ..noise.estimate import NoiseModel, estimate_noise_model
-from .reference import sharpest
 
 if TYPE_CHECKING:
     from ..engine import Engine

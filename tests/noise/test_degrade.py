@@ -72,6 +72,7 @@ def test_video_round_trip_keeps_the_brightness(codec):
     shift = ((back - clean) * 255).mean(dim=(0, 2, 3))
     assert float(shift.abs().max()) < 0.3, shift
 
+
 def test_degradation_labels_and_errors():
     grid = degradation_grid(["gaussian", "camera+compressed"], sigmas=[10], isos=["iso800"], codecs=["x264", "jpeg"],
                             crfs=[23], jpeg_qualities=[70])
