@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from streamden.align import DISFlow, WindowAligner, rgb_to_luma
-from streamden.evaluate import centre_crop, clip_seed
+from streamden.evaluate import clip_seed, read_clean
 from streamden.metrics import psnr
 from streamden.models.registry import load_model
 from streamden.models.streaming import denoise_sequence
 from streamden.noise.synth import noisy_8bit
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "videos"
 # name -> (model, align with flow?, occlusion handling: "centre" = masked pixels fall back to the centre frame,
@@ -66,7 +66,7 @@ def main() -> None:
     models: dict[str, torch.nn.Module] = {}
     results: dict[str, dict] = {}
     for clip in find_clips([args.data]):
-        clean = centre_crop(read_clip(clip, max_frames=args.frames).float() / 255.0, args.crop or None)
+        clean = read_clean(clip, args.frames, args.crop)
         noisy = noisy_8bit(clean, args.sigma, torch.Generator().manual_seed(clip_seed(0, clip.name, args.sigma)))
         motion = frame_motion(clean)
         fast = motion.argsort(descending=True)[: max(1, len(motion) // 4)]

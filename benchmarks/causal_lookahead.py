@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from streamden.evaluate import centre_crop, clip_seed
+from streamden.evaluate import clip_seed, read_clean
 from streamden.metrics import psnr_per_image
 from streamden.models.registry import load_model
 from streamden.models.streaming import StreamingDenoiser
 from streamden.noise.synth import noisy_8bit
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "videos"
 
@@ -49,7 +49,7 @@ def main() -> None:
     model = load_model()
     rows = []
     for clip in find_clips([args.data]):
-        clean = centre_crop(read_clip(clip, max_frames=args.frames).float() / 255.0, args.crop or None)
+        clean = read_clean(clip, args.frames, args.crop)
         noisy = noisy_8bit(clean, args.sigma, torch.Generator().manual_seed(clip_seed(0, clip.name, args.sigma)))
         row = {"clip": clip.name, "frames": len(clean), "size": f"{clean.shape[-1]}x{clean.shape[-2]}"}
         for lookahead in (2, 1, 0):

@@ -31,10 +31,10 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, centre_crop
+from streamden.evaluate import auto_denoise, read_clean
 from streamden.noise.degrade import degrade, parse_degradation
 from streamden.noise.estimate import channel_levels
-from streamden.train.data import colour_cast, read_clip
+from streamden.train.data import colour_cast
 
 KS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 CASTS = {"as is": None, "dark red": (0.05, 0.33, 0.85), "dark blue": (0.85, 0.5, 0.05), "dark green": (0.8, 0.04, 0.6)}
@@ -56,7 +56,7 @@ def main() -> None:
     print("| clip | colour | camera | L | own levels (r, g, b) | overall | best k | **auto** | oracle |")
     print("|---|---|---|---|---|---|---|---|---|")
     for clip in args.clips:
-        base = centre_crop(read_clip(clip, max_frames=5), 96).float() / 255.0
+        base = read_clean(clip, 5, 96)
         for cast in args.casts.split(","):
             clean = base if CASTS[cast] is None else colour_cast(base, 1.0, target=torch.tensor(CASTS[cast]))
             for iso in args.levels.split(","):

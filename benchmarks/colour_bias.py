@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from streamden.evaluate import centre_crop
+from streamden.evaluate import read_clean
 from streamden.models.registry import load_model
 from streamden.noise.degrade import degrade, effective_level, parse_degradation
-from streamden.train.data import read_clip
 
 
 def bias(x: torch.Tensor, clean: torch.Tensor, border: int) -> str:
@@ -41,7 +40,7 @@ def main() -> None:
     print("| clip, noise | noisy input | " + " | ".join(args.weights) + " |")
     print("|---" * (len(models) + 2) + "|")
     for path in sorted(p for p in Path(args.clips).iterdir() if p.is_dir()):
-        clean = centre_crop(read_clip(str(path), max_frames=5), args.crop).float() / 255
+        clean = read_clean(path, 5, args.crop)
         for label in args.degradations.split(","):
             noisy = degrade(clean, parse_degradation(label), seed=3)
             level = torch.full((1, 1, args.crop, args.crop), effective_level(noisy, clean) / 255)

@@ -25,10 +25,10 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import centre_crop, clip_seed, nlm_denoise
+from streamden.evaluate import clip_seed, nlm_denoise, read_clean
 from streamden.metrics import psnr_per_image
 from streamden.noise.synth import noisy_8bit
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "videos"
 NLM_GRID = (0.4, 0.5, 0.6, 0.8, 1.0)
@@ -59,7 +59,7 @@ def main() -> None:
     rows: list[dict] = []
     for path in find_clips([str(DATA)]):
         clip = Path(path).name
-        clean = centre_crop(read_clip(path, max_frames=args.frames), args.crop).float() / 255.0
+        clean = read_clean(path, args.frames, args.crop)
         for sigma in sigmas:
             noisy = noisy_8bit(clean, sigma, torch.Generator().manual_seed(clip_seed(0, clip, sigma)))
             row = {"clip": clip, "sigma": sigma, "noisy": score(clean, noisy)}

@@ -22,9 +22,9 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, centre_crop, clip_seed, score
-from streamden.noise.degrade import degradation_grid, degrade, parse_degradation
-from streamden.train.data import find_clips, read_clip
+from streamden.evaluate import auto_denoise, degrade_clip, read_clean, score
+from streamden.noise.degrade import degradation_grid, parse_degradation
+from streamden.train.data import find_clips
 
 GATE = ";".join(d.label for d in degradation_grid(["compressed", "camera"], crfs=[23, 28]))
 
@@ -64,8 +64,8 @@ def main() -> None:
         scores = []
         for path in find_clips([args.clips]):
             name = Path(path).name
-            clean = centre_crop(read_clip(path, max_frames=args.frames), args.crop).float() / 255.0
-            noisy = degrade(clean, spec, clip_seed(0, name, spec.sigma, spec.label))
+            clean = read_clean(path, args.frames, args.crop)
+            noisy = degrade_clip(clean, name, spec)
             out, levels = auto_denoise(engine, noisy)
             debiased = (out - (out - clean).mean(dim=(2, 3), keepdim=True)).clamp(0, 1)
             scores.append([score(clean, x)[0] for x in (out, debiased, noisy_mean_rule(noisy, out, levels))])

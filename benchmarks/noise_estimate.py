@@ -15,10 +15,10 @@ import argparse
 
 import numpy as np
 
-from streamden.evaluate import centre_crop
+from streamden.evaluate import read_clean
 from streamden.noise import estimate as E
 from streamden.noise.degrade import degradation_grid, degrade, effective_level
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 
 def finest_band(frame) -> float:
@@ -37,7 +37,7 @@ def main() -> None:
     specs += degradation_grid(["compressed"], sigmas=[10, 15, 25], codecs=["x264", "x265"], crfs=[18, 23, 28])
     specs += degradation_grid(["compressed"], sigmas=[15], codecs=["jpeg"], jpeg_qualities=[50, 70, 90])
     specs += degradation_grid(["camera", "camera+compressed"], crfs=[23])
-    clips = [(p.name, centre_crop(read_clip(p, max_frames=args.frames), args.crop).float() / 255)
+    clips = [(p.name, read_clean(p, args.frames, args.crop))
              for p in find_clips(args.clips)]
     print("| degradation | effective level | ours / level | finest band only / level | level 2 / level 1 |")
     print("|---|---|---|---|---|")

@@ -34,12 +34,12 @@ from streamden.bench import noisy_frames, parse_size
 from streamden.config import make_config
 from streamden.cpu import tune_malloc
 from streamden.engine import Engine
-from streamden.evaluate import centre_crop, clip_seed
+from streamden.evaluate import clip_seed, read_clean
 from streamden.metrics import psnr
 from streamden.models.fastdvdnet import pad_to_multiple
 from streamden.models.onnx_export import export_model, stage_paths
 from streamden.noise.synth import noisy_8bit
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MODEL = "fastdvdnet-aligned"
@@ -117,7 +117,7 @@ def bench_end_to_end(configs: dict[str, dict[str, str]], size: tuple[int, int], 
 def bench_psnr(configs: dict[str, dict[str, str]], val: Path, sigmas: list[float], frames: int,
                crop: int) -> dict[str, dict[float, float]]:
     """Mean PSNR over the validation clips per configuration and sigma (same noisy frames for all)."""
-    clips = [(path.name, centre_crop(read_clip(path, max_frames=frames), crop).float() / 255.0)
+    clips = [(path.name, read_clean(path, frames, crop))
              for path in find_clips([val])]
     engines = {name: engine_for(options) for name, options in configs.items()}
     table: dict[str, dict[float, float]] = {name: {} for name in configs}

@@ -22,10 +22,9 @@ import torch
 from streamden.align.flow import make_flow_estimator
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, centre_crop, clip_seed, score
+from streamden.evaluate import auto_denoise, clip_seed, read_clean, score
 from streamden.models.refine import SCALE, STRIDE, WienerRefiner
 from streamden.noise.degrade import degradation_grid, degrade
-from streamden.train.data import read_clip
 
 
 def refined(noisy: torch.Tensor, pilot: torch.Tensor, scale: float, stride: int, frames: int) -> torch.Tensor:
@@ -55,7 +54,7 @@ def main() -> None:
     clips = clips[:args.count] if args.count else clips
     rows: dict[str, list[list[float]]] = {}
     for path in clips:
-        clean = centre_crop(read_clip(str(path), max_frames=args.frames), args.crop).float() / 255.0
+        clean = read_clean(path, args.frames, args.crop)
         for spec in grid:
             noisy = degrade(clean, spec, clip_seed(0, path.name, spec.sigma, spec.label))
             pilot = known.denoise_clip(noisy, spec.sigma) if spec.kind == "gaussian" else auto_denoise(engine, noisy)[0]

@@ -21,10 +21,10 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import centre_crop, clip_seed, score
-from streamden.noise.degrade import degradation_grid, degrade, effective_level
+from streamden.evaluate import degrade_clip, read_clean, score
+from streamden.noise.degrade import degradation_grid, effective_level
 from streamden.noise.estimate import scale_ratio
-from streamden.train.data import find_clips, read_clip
+from streamden.train.data import find_clips
 
 
 def settings() -> list:
@@ -53,9 +53,9 @@ def main() -> None:
     probe = next(iter(engines.values()))
     rows = []
     for path in find_clips(args.clips):
-        clean = centre_crop(read_clip(path, max_frames=args.frames), args.crop).float() / 255
+        clean = read_clean(path, args.frames, args.crop)
         for spec in settings():
-            noisy = degrade(clean, spec, clip_seed(0, path.name, spec.sigma, spec.label))
+            noisy = degrade_clip(clean, path.name, spec)
             tracker = probe.sigma_tracker()
             auto = [tracker.update(probe.estimate_sigma(frame)) for frame in noisy]
             row = {"clip": path.name, "setting": spec.label, "level": effective_level(noisy, clean),

@@ -23,16 +23,9 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import (
-    CBM3D_GRID,
-    auto_denoise,
-    cbm3d_denoise,
-    centre_crop,
-    clip_seed,
-    score,
-)
-from streamden.noise.degrade import degrade, effective_level, parse_degradation
-from streamden.train.data import find_clips, read_clip
+from streamden.evaluate import CBM3D_GRID, auto_denoise, cbm3d_denoise, degrade_clip, read_clean, score
+from streamden.noise.degrade import effective_level, parse_degradation
+from streamden.train.data import find_clips
 
 
 def bm3d_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -83,8 +76,8 @@ def main() -> None:
         rows = []
         for path in find_clips([args.clips]):
             name = Path(path).name
-            clean = centre_crop(read_clip(path, max_frames=args.frames), args.crop).float() / 255.0
-            noisy = degrade(clean, spec, clip_seed(0, name, spec.sigma, spec.label))
+            clean = read_clean(path, args.frames, args.crop)
+            noisy = degrade_clip(clean, name, spec)
             level = effective_level(noisy, clean)
             pilot, _ = auto_denoise(with_pass, noisy)
             row = [score(clean, noisy)[0], score(clean, auto_denoise(alone, noisy)[0])[0], score(clean, pilot)[0]]

@@ -18,10 +18,9 @@ import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, centre_crop
+from streamden.evaluate import auto_denoise, read_clean
 from streamden.metrics import psnr
 from streamden.noise.degrade import Degradation, degrade
-from streamden.train.data import read_clip
 
 from before_after import save_side_by_side   # demos/ is this script's folder: the same layout as the sample picture
 
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("--strengths", default="0.5,1,2")
     args = parser.parse_args()
 
-    clean = centre_crop(read_clip(args.clip, max_frames=args.frames), args.crop).float() / 255
+    clean = read_clean(args.clip, args.frames, args.crop)
     noisy = degrade(clean, Degradation("compressed", sigma=args.sigma, codec="x264", quality=args.crf), seed=0)
     middle = clean.shape[0] // 2
     to_image = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()   # noqa: E731

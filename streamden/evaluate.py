@@ -219,6 +219,18 @@ def centre_crop(frames: torch.Tensor, crop: int | None) -> torch.Tensor:
     return frames[..., top:top + ch, left:left + cw]
 
 
+def read_clean(path: str | Path, frames: int | None = None, crop: int | None = None) -> torch.Tensor:
+    """A clean clip as every eval reads it: its first ``frames`` frames (all when None), the
+    centre ``crop`` square (whole frames when None), ``(T, 3, H, W)`` float in [0, 1]."""
+    return centre_crop(read_clip(path, max_frames=frames or 0), crop).float() / 255.0
+
+
+def degrade_clip(clean: torch.Tensor, clip: str, spec: Degradation, seed: int = 0) -> torch.Tensor:
+    """``clean`` degraded as ``spec`` says with the noise of (``seed``, clip name, setting): the
+    input :func:`evaluate` gives every method for that row, whatever else runs."""
+    return degrade(clean, spec, clip_seed(seed, clip, spec.sigma, spec.label))
+
+
 def clip_seed(seed: int, clip: str, sigma: float, label: str = "") -> int:
     """A noise seed per (run seed, clip name, sigma, degradation label), independent of the order
     things run in.
@@ -416,7 +428,7 @@ def evaluate(clean_dirs: list[str | Path], sigmas: list[float], model: str | Non
 
     for path in clips:
         name = Path(path).name
-        clean = centre_crop(read_clip(path, max_frames=frames or 0), crop).float() / 255.0
+        clean = read_clean(path, frames, crop)
         for sigma in sigmas:
             sigma = float(sigma)
             gen = torch.Generator().manual_seed(clip_seed(seed, name, sigma))
@@ -446,9 +458,9 @@ def _evaluate_degraded(result: EvalResult, engine: "Engine", clips: list, degrad
     """The degradation runs of :func:`evaluate` (rows appended to ``result``)."""
     for path in clips:
         name = Path(path).name
-        clean = centre_crop(read_clip(path, max_frames=frames or 0), crop).float() / 255.0
+        clean = read_clean(path, frames, crop)
         for spec in degradations:
-            noisy = degrade(clean, spec, clip_seed(seed, name, spec.sigma, spec.label))
+            noisy = degrade_clip(clean, name, spec, seed)
             level = effective_level(noisy, clean)
             runs: dict[str, Callable[[], tuple[torch.Tensor, str]]] = {
                 "noisy": lambda: (noisy, ""),

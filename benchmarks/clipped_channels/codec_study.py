@@ -11,15 +11,15 @@ composite of the k runs (an oracle).
 import torch, numpy as np
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, centre_crop
+from streamden.evaluate import auto_denoise, read_clean
 from streamden.noise.degrade import degrade, parse_degradation
 from streamden.noise.estimate import estimate_noise
-from streamden.train.data import read_clip, colour_cast
+from streamden.train.data import colour_cast
 torch.set_num_threads(1)
 eng = Engine(make_config(None, device="cpu"))
 KS = [1.0, 1.5, 2.0, 2.5, 3.0]
 for clip, cast in [("../shared/data/val/videos/ta_sample4", None), ("../shared/data/train/videos/sam2_coffee", (0.05, 0.33, 0.85)), ("../shared/data/train/videos/sam2_coffee", (0.85, 0.5, 0.05)), ("../shared/data/train/videos/sam2_coffee", None)]:
-    clean = centre_crop(read_clip(clip, max_frames=5), 96).float() / 255.0
+    clean = read_clean(clip, 5, 96)
     if cast: clean = colour_cast(clean, 1.0, target=torch.tensor(cast))
     for iso in ("iso800", "iso3200", "iso12800"):
         spec = parse_degradation(f"camera+compressed {iso} x264 crf23")

@@ -81,14 +81,13 @@ def test_the_realistic_model_beats_the_gaussian_one_on_compressed_noise(clip):
     # real8 made only +0.32 on da_demo1), mean PSNR of the 5 frames, with the Wiener pass.
     from streamden.config import make_config
     from streamden.engine import Engine
-    from streamden.evaluate import auto_denoise, centre_crop
+    from streamden.evaluate import auto_denoise, read_clean
     from streamden.metrics import psnr_per_image
     from streamden.noise.degrade import Degradation, degrade
-    from streamden.train.data import read_clip
 
     if not (VAL_CLIPS / clip).is_dir():
         pytest.skip(f"shared data not found: {VAL_CLIPS / clip} (the corpus lives in ../shared/data)")
-    clean = centre_crop(read_clip(VAL_CLIPS / clip, max_frames=5), 96).float() / 255
+    clean = read_clean(VAL_CLIPS / clip, 5, 96)
     noisy = degrade(clean, Degradation("compressed", sigma=15, codec="x264", quality=28), seed=0)
     scores = {}
     for name in ("fastdvdnet-aligned", "fastdvdnet-real"):
@@ -106,17 +105,16 @@ def test_auto_on_a_dark_clipped_channel_holds_against_the_best_fixed_level():
     # against 32.35 at the best of 1, 1.5, 2, 3 times the effective level (fastdvdnet_real8).
     from streamden.config import make_config
     from streamden.engine import Engine
-    from streamden.evaluate import auto_denoise, centre_crop, clip_seed
+    from streamden.evaluate import auto_denoise, degrade_clip, read_clean
     from streamden.metrics import psnr_per_image
-    from streamden.noise.degrade import degrade, effective_level, parse_degradation
+    from streamden.noise.degrade import effective_level, parse_degradation
     from streamden.noise.estimate import channel_levels
-    from streamden.train.data import read_clip
 
     if not (VAL_CLIPS / "ta_sample4").is_dir():
         pytest.skip(f"shared data not found: {VAL_CLIPS / 'ta_sample4'} (the corpus lives in ../shared/data)")
-    clean = centre_crop(read_clip(VAL_CLIPS / "ta_sample4", max_frames=5), 96).float() / 255
+    clean = read_clean(VAL_CLIPS / "ta_sample4", 5, 96)
     spec = parse_degradation("camera iso3200")
-    noisy = degrade(clean, spec, clip_seed(0, "ta_sample4", spec.sigma, spec.label))
+    noisy = degrade_clip(clean, "ta_sample4", spec)
     engine = Engine(make_config(None, device="cpu"))
     with torch.no_grad():
         auto, levels = auto_denoise(engine, noisy)

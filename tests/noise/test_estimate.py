@@ -95,13 +95,12 @@ def test_sigma_tracker() -> None:
 
 
 def _clip(frames: int = 4, crop: int = 128) -> torch.Tensor:
-    from streamden.evaluate import centre_crop
-    from streamden.train.data import read_clip
+    from streamden.evaluate import read_clean
 
     path = DATA / "val" / "videos" / "da_demo1"
     if not path.is_dir():
         pytest.skip(f"shared corpus not found: {path}")
-    return centre_crop(read_clip(path, max_frames=frames), crop).float() / 255
+    return read_clean(path, frames, crop)
 
 
 @pytest.mark.parametrize("sigma,crf", [(10, 23), (15, 28), (25, 28)])
