@@ -20,8 +20,8 @@ The window looks back only (frames ``t-2, t-1, t``, fewer at the start of a sequ
 pass adds no latency: it runs on each pilot as it comes out. Frame ``t``'s output then depends
 on the frames ``t-4 .. t+2`` (see :data:`streamden.segments.CONTEXT_BEFORE`).
 
-Measured on the validation clips (benchmarks/refine_quality.py, README "Real footage"): +0.37
-to +0.80 dB over the network alone on every row of the realistic gate, +0.86 to +1.35 dB on
+Measured on the validation clips (benchmarks/refine_quality.py, README "Real footage"): +0.36
+to +0.78 dB over the network alone on every row of the realistic gate, +0.86 to +1.35 dB on
 white Gaussian noise at a known sigma.
 """
 from __future__ import annotations
