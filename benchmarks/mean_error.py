@@ -15,16 +15,14 @@ noisy mean is itself biased: camera noise (its gamma darkens the mean) and clipp
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, degrade_clip, read_clean, score
+from streamden.evaluate import auto_denoise, degraded_clips, score
 from streamden.noise.degrade import degradation_grid, parse_degradation
-from streamden.train.data import find_clips
 
 GATE = ";".join(d.label for d in degradation_grid(["compressed", "camera"], crfs=[23, 28]))
 
@@ -59,13 +57,10 @@ def main() -> None:
     print("| degradation | clip | input mean error | output mean error | PSNR | mean removed (oracle) | "
           "noisy mean put back |")
     print("|---" * 7 + "|")
-    for label in args.degradations.split(";"):
-        spec = parse_degradation(label.strip())
+    specs = [parse_degradation(label.strip()) for label in args.degradations.split(";")]
+    for spec, inputs in degraded_clips([args.clips], specs, args.frames, args.crop):
         scores = []
-        for path in find_clips([args.clips]):
-            name = Path(path).name
-            clean = read_clean(path, args.frames, args.crop)
-            noisy = degrade_clip(clean, name, spec)
+        for name, clean, noisy in inputs:
             out, levels = auto_denoise(engine, noisy)
             debiased = (out - (out - clean).mean(dim=(2, 3), keepdim=True)).clamp(0, 1)
             scores.append([score(clean, x)[0] for x in (out, debiased, noisy_mean_rule(noisy, out, levels))])

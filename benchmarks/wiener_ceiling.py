@@ -16,16 +16,14 @@ as the gate runs CBM3D. Needs the eval extra (``bm3d``); it calls BM3D's per-cha
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import CBM3D_GRID, auto_denoise, cbm3d_denoise, degrade_clip, read_clean, score
+from streamden.evaluate import CBM3D_GRID, auto_denoise, cbm3d_denoise, degraded_clips, score
 from streamden.noise.degrade import effective_level, parse_degradation
-from streamden.train.data import find_clips
 
 
 def bm3d_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -71,13 +69,10 @@ def main() -> None:
                "CBM3D best"]
     print("| degradation | clip | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 2) + "|")
-    for label in args.degradations.split(";"):
-        spec = parse_degradation(label.strip())
+    specs = [parse_degradation(label.strip()) for label in args.degradations.split(";")]
+    for spec, inputs in degraded_clips([args.clips], specs, args.frames, args.crop):
         rows = []
-        for path in find_clips([args.clips]):
-            name = Path(path).name
-            clean = read_clean(path, args.frames, args.crop)
-            noisy = degrade_clip(clean, name, spec)
+        for name, clean, noisy in inputs:
             level = effective_level(noisy, clean)
             pilot, _ = auto_denoise(with_pass, noisy)
             row = [score(clean, noisy)[0], score(clean, auto_denoise(alone, noisy)[0])[0], score(clean, pilot)[0]]

@@ -37,7 +37,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -229,6 +229,21 @@ def degrade_clip(clean: torch.Tensor, clip: str, spec: Degradation, seed: int = 
     """``clean`` degraded as ``spec`` says with the noise of (``seed``, clip name, setting): the
     input :func:`evaluate` gives every method for that row, whatever else runs."""
     return degrade(clean, spec, clip_seed(seed, clip, spec.sigma, spec.label))
+
+
+def degraded_clips(clean_dirs: Sequence[str | Path], specs: Sequence[Degradation], frames: int | None = None,
+                   crop: int | None = None, seed: int = 0
+                   ) -> Iterator[tuple[Degradation, list[tuple[str, torch.Tensor, torch.Tensor]]]]:
+    """Each degradation with its (clip name, clean, degraded) inputs over the clips of
+    ``clean_dirs``, built as :func:`evaluate` builds them (for scripts that study its rows)."""
+    clips = find_clips(clean_dirs)
+    for spec in specs:
+        inputs = []
+        for path in clips:
+            name = Path(path).name
+            clean = read_clean(path, frames, crop)
+            inputs.append((name, clean, degrade_clip(clean, name, spec, seed)))
+        yield spec, inputs
 
 
 def clip_seed(seed: int, clip: str, sigma: float, label: str = "") -> int:
