@@ -13,13 +13,13 @@ darkening YUV conversion; benchmarks/training/fastdvdnet_real12/RESULTS.md):
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from streamden.evaluate import read_clean
 from streamden.models.registry import load_model
 from streamden.noise.degrade import degrade, effective_level, parse_degradation
+from streamden.train.data import find_clips
 
 
 def bias(x: torch.Tensor, clean: torch.Tensor, border: int) -> str:
@@ -39,7 +39,7 @@ def main() -> None:
     models = [load_model(w) for w in args.weights]
     print("| clip, noise | noisy input | " + " | ".join(args.weights) + " |")
     print("|---" * (len(models) + 2) + "|")
-    for path in sorted(p for p in Path(args.clips).iterdir() if p.is_dir()):
+    for path in find_clips([args.clips]):
         clean = read_clean(path, 5, args.crop)
         for label in args.degradations.split(","):
             noisy = degrade(clean, parse_degradation(label), seed=3)

@@ -22,9 +22,9 @@ import torch
 from streamden.align.flow import make_flow_estimator
 from streamden.config import make_config
 from streamden.engine import Engine
-from streamden.evaluate import auto_denoise, clip_seed, read_clean, score
+from streamden.evaluate import auto_denoise, degrade_clip, read_clean, score
 from streamden.models.refine import SCALE, STRIDE, WienerRefiner
-from streamden.noise.degrade import degradation_grid, degrade
+from streamden.noise.degrade import degradation_grid
 
 
 def refined(noisy: torch.Tensor, pilot: torch.Tensor, scale: float, stride: int, frames: int) -> torch.Tensor:
@@ -56,7 +56,7 @@ def main() -> None:
     for path in clips:
         clean = read_clean(path, args.frames, args.crop)
         for spec in grid:
-            noisy = degrade(clean, spec, clip_seed(0, path.name, spec.sigma, spec.label))
+            noisy = degrade_clip(clean, path.name, spec)
             pilot = known.denoise_clip(noisy, spec.sigma) if spec.kind == "gaussian" else auto_denoise(engine, noisy)[0]
             values = [score(clean, pilot)[0]]
             values += [score(clean, refined(noisy, pilot, s, int(st), int(f)))[0] for s, st, f in variants]

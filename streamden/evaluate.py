@@ -236,14 +236,9 @@ def degraded_clips(clean_dirs: Sequence[str | Path], specs: Sequence[Degradation
                    ) -> Iterator[tuple[Degradation, list[tuple[str, torch.Tensor, torch.Tensor]]]]:
     """Each degradation with its (clip name, clean, degraded) inputs over the clips of
     ``clean_dirs``, built as :func:`evaluate` builds them (for scripts that study its rows)."""
-    clips = find_clips(clean_dirs)
+    cleans = [(Path(path).name, read_clean(path, frames, crop)) for path in find_clips(clean_dirs)]
     for spec in specs:
-        inputs = []
-        for path in clips:
-            name = Path(path).name
-            clean = read_clean(path, frames, crop)
-            inputs.append((name, clean, degrade_clip(clean, name, spec, seed)))
-        yield spec, inputs
+        yield spec, [(name, clean, degrade_clip(clean, name, spec, seed)) for name, clean in cleans]
 
 
 def clip_seed(seed: int, clip: str, sigma: float, label: str = "") -> int:
