@@ -12,6 +12,7 @@ from torch import nn
 
 WINDOW = 5          # frames the network sees for one output frame
 PAD_MULTIPLE = 4    # two stride-2 levels
+BASE = 32           # channels of the U-Net's first level (then 2x and 4x): the published width
 
 
 def _conv_bn_relu(c_in: int, c_out: int, bias: bool, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -83,17 +84,18 @@ class DenBlock(nn.Module):
     """The U-Net denoising block: three frames and their noise maps in, one frame out.
 
     Input ``(N, 12, H, W)``: frame0, map, frame1, map, frame2, map (H, W multiples of 4).
-    The block predicts the noise and returns ``centre - prediction``.
+    The block predicts the noise and returns ``centre - prediction``. ``base``: the channels
+    of the first level (``2 * base`` and ``4 * base`` below it).
     """
 
-    def __init__(self, bias: bool = False):
+    def __init__(self, bias: bool = False, base: int = BASE):
         super().__init__()
-        self.inc = _InputBlock(3, 32, bias)
-        self.downc0 = _DownBlock(32, 64, bias)
-        self.downc1 = _DownBlock(64, 128, bias)
-        self.upc2 = _UpBlock(128, 64, bias)
-        self.upc1 = _UpBlock(64, 32, bias)
-        self.outc = _OutputBlock(32, 3, bias)
+        self.inc = _InputBlock(3, base, bias)
+        self.downc0 = _DownBlock(base, 2 * base, bias)
+        self.downc1 = _DownBlock(2 * base, 4 * base, bias)
+        self.upc2 = _UpBlock(4 * base, 2 * base, bias)
+        self.upc1 = _UpBlock(2 * base, base, bias)
+        self.outc = _OutputBlock(base, 3, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.inc(x)
@@ -122,18 +124,19 @@ class FastDVDnet(nn.Module):
 
     ``forward`` takes a window ``(N, 5, 3, H, W)`` in [0, 1] and a noise map ``(N, 1, H, W)``
     of sigma/255, with H and W multiples of 4 (see :func:`pad_to_multiple`), and returns the
-    denoised centre frame ``(N, 3, H, W)``.
+    denoised centre frame ``(N, 3, H, W)``. ``base`` widens both U-Nets (32: the published
+    network; :func:`widen_state` carries trained weights into a wider one unchanged).
 
     >>> net = FastDVDnet().eval()
     >>> net(torch.rand(1, 5, 3, 16, 16), torch.full((1, 1, 16, 16), 0.1)).shape
     torch.Size([1, 3, 16, 16])
     """
 
-    def __init__(self, bias: bool = False):
+    def __init__(self, bias: bool = False, base: int = BASE):
         super().__init__()
-        self.bias = bias
-        self.temp1 = DenBlock(bias)
-        self.temp2 = DenBlock(bias)
+        self.bias, self.base = bias, base
+        self.temp1 = DenBlock(bias, base)
+        self.temp2 = DenBlock(bias, base)
 
     def stage1(self, triplet: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         """Stage-1 output for one triplet ``(N, 3, 3, H, W)``: the frame the window caches."""
@@ -186,3 +189,47 @@ def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (2.48 M for FastDVDnet)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def base_width(state: dict[str, torch.Tensor]) -> int:
+    """The ``base`` of the FastDVDnet a state dict belongs to (the input block's output channels).
+
+    >>> base_width(FastDVDnet().state_dict()), base_width(FastDVDnet(base=48).state_dict())
+    (32, 48)
+    """
+    return int(state["temp1.inc.convblock.3.weight"].shape[0])
+
+
+def widen_state(narrow: dict[str, torch.Tensor], wide: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict for the wider FastDVDnet ``wide`` that computes what ``narrow`` computes.
+
+    Each tensor of ``narrow`` fills the leading slice of the wider one. A convolution's new
+    output channels keep ``wide``'s random initialisation (they learn), and the weights from
+    its new input channels to its old output channels are zero, so the new channels reach
+    nothing the narrow network computed: the output is the same until training moves them.
+    New BatchNorm channels keep their identity initialisation. Only the U-Net widths grow (the
+    input block's per-frame group, which ``base`` does not change, keeps its shape), and the
+    new channels of a pixel shuffle's input are whole trailing output channels, so one rule
+    holds everywhere.
+
+    >>> net, wide = FastDVDnet().eval(), FastDVDnet(base=40).eval()
+    >>> _ = wide.load_state_dict(widen_state(net.state_dict(), wide))
+    >>> x, m = torch.rand(1, 5, 3, 8, 8), torch.full((1, 1, 8, 8), 0.1)
+    >>> bool(torch.allclose(net(x, m), wide(x, m), atol=1e-5))
+    True
+    """
+    state = {key: value.clone() for key, value in wide.state_dict().items()}
+    if narrow.keys() != state.keys():
+        raise ValueError("widen_state: the two networks do not have the same layers (bias or architecture differ)")
+    for key, old in narrow.items():
+        new = state[key]
+        if old.dim() == 0 or old.shape == new.shape:
+            state[key] = old.clone()
+            continue
+        if any(o > n for o, n in zip(old.shape, new.shape)):
+            raise ValueError(f"widen_state: {key} is wider in the source ({tuple(old.shape)} > {tuple(new.shape)})")
+        out_old = old.shape[0]
+        if old.dim() == 4:   # conv weight (out, in, kh, kw)
+            new[:out_old] = 0.0
+        new[tuple(slice(0, size) for size in old.shape)] = old
+    return state

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .fastdvdnet import FastDVDnet
+from .fastdvdnet import FastDVDnet, base_width
 from .lite import LiteDVD
 from .weights import load_weights, read_metadata
 
@@ -88,6 +88,18 @@ def build_model(architecture: str = "fastdvdnet", **kwargs) -> nn.Module:
         raise ModelError(f"unknown architecture {architecture!r}") from None
 
 
+def build_for_state(architecture: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A randomly initialised network of ``architecture`` shaped for a state dict (a
+    FastDVDnet's conv biases and width), ready for ``load_state_dict(state)``.
+
+    >>> build_for_state("fastdvdnet", FastDVDnet(base=40).state_dict()).base
+    40
+    """
+    if architecture != "fastdvdnet":
+        return build_model(architecture)
+    return build_model(architecture, bias=has_conv_biases(state), base=base_width(state))
+
+
 def load_model(name_or_path: str | None = None, device: str | torch.device = "cpu",
                allow_untrained: bool = False) -> nn.Module:
     """Load a registered model (or a ``.safetensors`` path) in eval mode on ``device``.
@@ -102,9 +114,7 @@ def load_model(name_or_path: str | None = None, device: str | torch.device = "cp
                          f"(--backend onnxruntime, model.backend: onnxruntime), not in torch")
     if name_or_path and str(name_or_path).endswith(".safetensors"):
         state, meta = load_weights(name_or_path, device="cpu")
-        arch = meta.get("architecture", "fastdvdnet")
-        kwargs = {"bias": has_conv_biases(state)} if arch == "fastdvdnet" else {}
-        model = build_model(arch, **kwargs)
+        model = build_for_state(meta.get("architecture", "fastdvdnet"), state)
         _load_state(model, state, str(name_or_path))
         return for_inference(model, device)
     card = get_card(name_or_path)

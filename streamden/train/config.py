@@ -38,6 +38,8 @@ class DataConfig:
     colour_gain: float = 2.0           # colour: each channel's gain is log-uniform in [1 / colour_gain, colour_gain]
     colour_target: float = 0.0         # share of the colour samples brought to a random mean colour instead
                                        # (deep colours: one channel near 0, another near 1; data.colour_cast)
+    workers: int = 0                   # processes that make batches ahead (train.batches); 0: the training
+                                       # process makes its own (two CPU cores); on a GPU, most of the cores
 
 
 @dataclass
@@ -98,6 +100,8 @@ class TrainConfig:
     name: str = "fastdvdnet_gaussian"
     work_dir: str = "runs/fastdvdnet_gaussian"
     architecture: str = "fastdvdnet"
+    channels: int = 0                  # fastdvdnet: channels of the U-Nets' first level (0: init's width, or
+                                       # the published 32); wider than init's widens it, same output at step 0
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda
     threads: int = 0                   # torch.set_num_threads; 0 leaves torch's default
@@ -148,3 +152,7 @@ class TrainConfig:
                 parse_degradation(label)
             except ValueError as exc:
                 raise ConfigError(f"config key 'val_degradations': {exc}") from None
+        if self.channels and (self.architecture != "fastdvdnet" or not 4 <= self.channels <= 256):
+            raise ConfigError(f"config key 'channels': {self.channels} (a FastDVDnet width from 4 to 256; 0: its own)")
+        if self.data.workers < 0:
+            raise ConfigError(f"config key 'data.workers': {self.data.workers} is negative (0: no worker process)")

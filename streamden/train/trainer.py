@@ -1,8 +1,9 @@
 """The training loop: sample patches from memory, synthesise noise, MSE, Adam with step decay.
 
-Checkpoints (model, optimizer, learning-rate schedule, step, every RNG state) are written
-every ``checkpoint_every`` steps and on SIGTERM/SIGINT, so a run can be stopped at any time
-and resumed with ``resume=True``. A CSV log (step, loss, lr, val_psnr, seconds) and a PNG plot
+Checkpoints (model, optimizer, learning-rate schedule, step) are written every
+``checkpoint_every`` steps and on SIGTERM/SIGINT, so a run can be stopped at any time and
+resumed with ``resume=True``: a batch is a function of the seed and the step
+(:mod:`streamden.train.batches`, made ahead by ``data.workers`` processes when asked). A CSV log (step, loss, lr, val_psnr, seconds) and a PNG plot
 of loss and validation PSNR live in the work dir; the final weights are a safetensors file
 with metadata (:func:`streamden.models.weights.save_weights`).
 
@@ -30,16 +31,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..align import align_windows, make_aligner
+from ..align import align_windows
 from ..config import to_dict
 from ..errors import ConfigError
 from ..metrics import psnr
-from ..models.registry import build_model, load_model
+from ..models.fastdvdnet import widen_state
+from ..models.registry import build_for_state, build_model, load_model
 from ..models.weights import save_weights
 from ..noise.synth import noisy_8bit, synthesize
 from ..tensors import resolve_device
 from .colour_check import worst_colour_shift
 from .config import TrainConfig
+from .batches import BatchMaker, batch_stream
 from .data import FrameBank, PatchSampler, load_val_clips
 from .plot import plot_log
 
@@ -351,6 +354,31 @@ def _metadata(cfg: TrainConfig, device: torch.device, step: int, seconds: float,
     }
 
 
+def initial_model(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module:
+    """The network a run starts from: random at ``channels`` (0: the architecture's width), or
+    ``init``'s weights, carried into a wider FastDVDnet unchanged when ``channels`` asks for one
+    (:func:`streamden.models.fastdvdnet.widen_state`).
+
+    >>> initial_model(TrainConfig(channels=48)).base
+    48
+    """
+    kwargs = {"base": cfg.channels} if cfg.channels else {}
+    if not cfg.init:
+        return build_model(cfg.architecture, **kwargs)
+    start = load_model(cfg.init, device=torch.device("cpu")).state_dict()
+    model = build_for_state(cfg.architecture, start)
+    if not cfg.channels or cfg.channels == getattr(model, "base", cfg.channels):
+        model.load_state_dict(start)
+        log(f"initialised from {cfg.init}")
+        return model
+    if cfg.channels < model.base:
+        raise ConfigError(f"channels: {cfg.channels} is narrower than {cfg.init} ({model.base}); a network is only widened")
+    wide = build_model(cfg.architecture, **kwargs)
+    wide.load_state_dict(widen_state(start, wide))
+    log(f"initialised from {cfg.init}, widened from {model.base} to {cfg.channels} channels (the same output)")
+    return wide
+
+
 def export_checkpoint(config: TrainConfig, output: str | os.PathLike) -> Path:
     """The weights of a run's last checkpoint (``<work_dir>/checkpoint.pt``) as a safetensors
     file ``output``: the weight average when the run keeps one (``ema``), else the raw weights,
@@ -366,7 +394,7 @@ def export_checkpoint(config: TrainConfig, output: str | os.PathLike) -> Path:
     prefix = "module."
     weights = ({k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
                if state.get("ema") else state["model"])
-    model = build_model(config.architecture)
+    model = build_for_state(config.architecture, weights)
     model.load_state_dict(weights)
     meta = _metadata(config, torch.device("cpu"), state["step"], state["seconds"], state.get("last_val", math.nan), None)
     meta["exported_from"] = f"checkpoint at step {state['step']}" + (" (weight average)" if state.get("ema") else "")
@@ -402,20 +430,17 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
     t_load = time.time()
     bank = FrameBank.load(cfg.data, min_size=cfg.data.patch, min_frames=cfg.data.frames)
-    sampler = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed)
-    aligner = make_aligner(cfg.align, torch.device("cpu"))
-    val_set, val_clip_count = load_val_set(cfg, aligner)
-    log(f"data: {bank.describe()}; val: {val_clip_count} clips ({cfg.val_noise}); loaded in {time.time() - t_load:.1f}s")
+    maker = BatchMaker(bank, cfg)
+    sampler = maker.sampler
+    val_set, val_clip_count = load_val_set(cfg, maker.aligner)
+    log(f"data: {bank.describe()}; val: {val_clip_count} clips ({cfg.val_noise}); loaded in {time.time() - t_load:.1f}s; "
+        f"batches made {f'by {cfg.data.workers} worker process(es)' if cfg.data.workers else 'in this process'}")
 
-    model = build_model(cfg.architecture).to(device)
-    if cfg.init:
-        model.load_state_dict(load_model(cfg.init, device=torch.device("cpu")).state_dict())
-        log(f"initialised from {cfg.init}")
+    model = initial_model(cfg, log).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     step, seconds, best_val, last_val = 0, 0.0, -math.inf, math.nan
 
     if resume and ckpt_path.exists():
@@ -427,8 +452,6 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 ema.load_state_dict(state["ema"])
             else:  # a checkpoint from before the average was switched on
                 ema = make_ema(model, cfg.ema)
-        sampler.load_state_dict(state["sampler"])
-        noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
@@ -442,7 +465,6 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             "ema": ema.state_dict() if ema is not None else None,
             "scheduler": {"milestones": list(cfg.optim.milestones), "gamma": cfg.optim.gamma, "step": step},
             "step": step, "seconds": seconds, "best_val": best_val, "last_val": last_val,
-            "sampler": sampler.state_dict(), "noise_generator": noise_gen.get_state(),
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(), "config": to_dict(cfg),
         })
@@ -454,16 +476,14 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
 
     losses: list[float] = []
     t_last = time.time()
+    batches = batch_stream(maker, step, cfg.steps, cfg.data.workers)
     with _StopFlag() as flag:
         while step < cfg.steps and not flag.stop:
             lr = lr_at(step, cfg.optim, cfg.steps)
             set_train_mode(model, 0 <= cfg.bn_freeze_after <= step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            clean = sampler.sample(cfg.batch).to(device, non_blocking=True)
-            noisy, nmap = synthesize(clean, cfg.noise, noise_gen)
-            if aligner is not None:
-                noisy = align_windows(noisy.cpu(), aligner).to(device)
+            clean, noisy, nmap = (t.to(device, non_blocking=True) for t in next(batches))
             if cfg.channels_last:
                 noisy = noisy.contiguous(memory_format=torch.contiguous_format)
             with autocast_context(device, cfg):
@@ -510,6 +530,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
                 checkpoint()
                 t_last = time.time()
+        del batches   # stops the workers
         if flag.stop:
             log(f"stopped by signal at step {step}")
         checkpoint()
@@ -520,7 +541,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
         # on a copy: the checkpoint keeps the training state, so a resume is unaffected
         final = copy.deepcopy(final)
         recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
-        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, aligner)
+        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, maker.aligner)
     final_val = validate(final, val_set, device) if val_set else math.nan
     out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
     save_weights(final, out_path, _metadata(cfg, device, step, seconds, final_val, sampler))

@@ -211,3 +211,23 @@ def test_a_check_that_shifts_flat_colours_is_never_the_best(tmp_path, clip_dir):
     train(cfg, log=lambda s: None)
     assert (tmp_path / "b" / "run" / "best.safetensors").exists()
     assert not list((tmp_path / "b" / "run").glob("val_*.safetensors"))
+
+
+def test_a_wider_network_starts_from_its_init_unchanged_and_trains(tmp_path, clip_dir):
+    from streamden.models.registry import load_model
+    from streamden.train.trainer import initial_model
+
+    narrow = train(tiny_config(tmp_path / "n", clip_dir, steps=3, val_every=0, checkpoint_every=0), log=lambda s: None)
+    lines = []
+    wide_cfg = tiny_config(tmp_path / "w", clip_dir, steps=3, val_every=0, checkpoint_every=0, init=str(narrow), channels=40)
+    wide = initial_model(wide_cfg, lines.append).eval()
+    assert wide.base == 40 and "widened from 32 to 40" in lines[0]
+    x, m = torch.rand(2, 5, 3, 16, 16), torch.full((2, 1, 16, 16), 0.08)
+    with torch.no_grad():
+        assert torch.allclose(load_model(narrow)(x, m), wide(x, m), atol=1e-5)
+    trained = train(wide_cfg, log=lambda s: None)
+    assert load_model(trained).base == 40        # the width is read back from the weights
+    with pytest.raises(ConfigError, match="narrower"):
+        initial_model(tiny_config(tmp_path / "x", clip_dir, init=str(trained), channels=32))
+    with pytest.raises(ConfigError, match="channels"):
+        TrainConfig(architecture="litedvd", channels=48)
