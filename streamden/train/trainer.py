@@ -3,9 +3,10 @@
 Checkpoints (model, optimizer, learning-rate schedule, step) are written every
 ``checkpoint_every`` steps and on SIGTERM/SIGINT, so a run can be stopped at any time and
 resumed with ``resume=True``: a batch is a function of the seed and the step
-(:mod:`streamden.train.batches`, made ahead by ``data.workers`` processes when asked). A CSV log (step, loss, lr, val_psnr, seconds) and a PNG plot
-of loss and validation PSNR live in the work dir; the final weights are a safetensors file
-with metadata (:func:`streamden.models.weights.save_weights`).
+(:mod:`streamden.train.batches`, made ahead by ``data.workers`` processes when asked). A CSV
+log (step, loss, lr, val_psnr, seconds) and a PNG plot of loss and validation PSNR live in the
+work dir; the final weights are a safetensors file with metadata
+(:func:`streamden.models.weights.save_weights`).
 
 >>> from streamden.config import load_config
 >>> cfg = load_config(TrainConfig, "configs/train/fastdvdnet.yaml")  # doctest: +SKIP
@@ -40,9 +41,9 @@ from ..models.registry import build_for_state, build_model, load_model
 from ..models.weights import save_weights
 from ..noise.synth import noisy_8bit, synthesize
 from ..tensors import resolve_device
+from .batches import BatchMaker, batch_stream
 from .colour_check import worst_colour_shift
 from .config import TrainConfig
-from .batches import BatchMaker, batch_stream
 from .data import FrameBank, PatchSampler, load_val_clips
 from .plot import plot_log
 
