@@ -61,7 +61,8 @@ class BatchMaker:
 
 
 class _Steps(torch.utils.data.IterableDataset):
-    """Steps ``start .. stop - 1`` shared round-robin by the loader's workers (in step order)."""
+    """Steps ``start .. stop - 1``, all of them in this process, or shared round-robin by a
+    loader's workers (which the loader interleaves back into step order)."""
 
     def __init__(self, maker: BatchMaker, start: int, stop: int):
         self.maker, self.start, self.stop = maker, start, stop
@@ -87,7 +88,7 @@ def batch_stream(maker: BatchMaker, start: int, stop: int, workers: int = 0) -> 
     """The batches of steps ``start .. stop - 1`` in order: made in this process (``workers``
     0) or by that many worker processes, two batches ahead each."""
     if workers <= 0:
-        return (maker.make(step) for step in range(start, stop))
+        return iter(_Steps(maker, start, stop))
     loader = torch.utils.data.DataLoader(_Steps(maker, start, stop), batch_size=None, num_workers=workers,
                                          prefetch_factor=2, worker_init_fn=_worker_init)
     # The workers are forked when the iterator is made. A child forked while OpenCV's thread

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import math
 import os
 import platform
@@ -26,7 +27,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -39,9 +40,9 @@ from ..metrics import psnr
 from ..models.fastdvdnet import widen_state
 from ..models.registry import build_for_state, build_model, load_model
 from ..models.weights import save_weights
-from ..noise.synth import noisy_8bit, synthesize
+from ..noise.synth import noisy_8bit
 from ..tensors import resolve_device
-from .batches import BatchMaker, batch_stream
+from .batches import Batch, BatchMaker, batch_stream
 from .colour_check import worst_colour_shift
 from .config import TrainConfig
 from .data import FrameBank, PatchSampler, load_val_clips
@@ -263,30 +264,24 @@ def load_val_set(cfg: TrainConfig, aligner=None) -> tuple[list[tuple[torch.Tenso
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: torch.nn.Module, sampler: PatchSampler, noise_cfg, batches: int, batch: int,
-                          device: torch.device, seed: int = 0, aligner=None) -> torch.nn.Module:
-    """Re-estimate every BatchNorm's running statistics as a plain average over ``batches`` batches.
+def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[Batch], device: torch.device) -> torch.nn.Module:
+    """Re-estimate every BatchNorm's running statistics as a plain average over ``batches``
+    (training batches, :func:`streamden.train.batches.batch_stream`).
 
     Training leaves exponential averages of the last few batches (momentum 0.1), which a few
     unusual batches can pull off; the exported weights get population statistics instead.
-    Runs in fp32, in place; returns the model in eval mode. With an ``aligner`` the windows
-    are aligned first, as in training.
+    Runs in fp32, in place; returns the model in eval mode.
 
-    >>> recalibrate_batchnorm(model, sampler, cfg.noise, 200, 8, torch.device("cpu"))  # doctest: +SKIP
+    >>> recalibrate_batchnorm(model, batch_stream(maker, 0, 200), torch.device("cpu"))  # doctest: +SKIP
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None               # cumulative average over the calls that follow
-    gen = torch.Generator(device=device).manual_seed(seed)
     model.train()
-    for _ in range(batches):
-        clean = sampler.sample(batch).to(device)
-        noisy, nmap = synthesize(clean, noise_cfg, gen)
-        if aligner is not None:
-            noisy = align_windows(noisy.cpu(), aligner).to(device)
-        model(noisy, nmap)
+    for _, noisy, nmap in batches:
+        model(noisy.to(device), nmap.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()
@@ -453,9 +448,6 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
                 ema.load_state_dict(state["ema"])
             else:  # a checkpoint from before the average was switched on
                 ema = make_ema(model, cfg.ema)
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
         step, seconds = state["step"], state["seconds"]
         best_val, last_val = state.get("best_val", -math.inf), state.get("last_val", math.nan)
         log(f"resumed from {ckpt_path} at step {step} ({seconds:.0f}s trained)")
@@ -466,8 +458,7 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
             "ema": ema.state_dict() if ema is not None else None,
             "scheduler": {"milestones": list(cfg.optim.milestones), "gamma": cfg.optim.gamma, "step": step},
             "step": step, "seconds": seconds, "best_val": best_val, "last_val": last_val,
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(), "config": to_dict(cfg),
+            "config": to_dict(cfg),
         })
 
     log_path = work / LOG
@@ -541,8 +532,8 @@ def train(config: TrainConfig, resume: bool = False, log: Callable[[str], None] 
     if cfg.bn_recalibrate > 0:
         # on a copy: the checkpoint keeps the training state, so a resume is unaffected
         final = copy.deepcopy(final)
-        recal = PatchSampler(bank, cfg.data, cfg.motion, seed=cfg.seed + 3)
-        recalibrate_batchnorm(final, recal, cfg.noise, cfg.bn_recalibrate, cfg.batch, device, cfg.seed + 4, maker.aligner)
+        recal = BatchMaker(bank, dataclasses.replace(cfg, seed=cfg.seed + 3))
+        recalibrate_batchnorm(final, batch_stream(recal, 0, cfg.bn_recalibrate), device)
     final_val = validate(final, val_set, device) if val_set else math.nan
     out_path = Path(cfg.output) if cfg.output else work / "final.safetensors"
     save_weights(final, out_path, _metadata(cfg, device, step, seconds, final_val, sampler))

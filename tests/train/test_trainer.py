@@ -138,16 +138,16 @@ def test_sigterm_stops_with_a_checkpoint_and_weights(tmp_path, clip_dir):
 
 def test_batchnorm_recalibration_is_a_seeded_plain_average():
     from streamden.models.fastdvdnet import FastDVDnet
-    from streamden.train.config import DataConfig, MotionConfig, NoiseConfig
-    from streamden.train.data import PatchSampler
+    from streamden.train.batches import BatchMaker, batch_stream
+    from streamden.train.config import DataConfig
     from tests.train import tiny_bank
 
     stats = []
     for _ in range(2):
         torch.manual_seed(0)
         model = FastDVDnet()
-        sampler = PatchSampler(tiny_bank(), DataConfig(patch=16, still_fraction=0.5), MotionConfig(), seed=1)
-        recalibrate_batchnorm(model, sampler, NoiseConfig(), batches=2, batch=2, device=torch.device("cpu"), seed=2)
+        maker = BatchMaker(tiny_bank(), TrainConfig(seed=1, batch=2, data=DataConfig(patch=16, still_fraction=0.5)))
+        recalibrate_batchnorm(model, batch_stream(maker, 0, 2), device=torch.device("cpu"))
         bn = model.temp2.outc.convblock[1]
         assert not model.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 2
         stats.append(bn.running_var.clone())
